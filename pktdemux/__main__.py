@@ -1,0 +1,4 @@
+"""``python -m pktdemux``: the command line."""
+from .cli import main
+
+main()

@@ -1,0 +1,129 @@
+"""The emulated kernel: one host's network stack, sans I/O.
+
+Packet bytes and a timestamp go in, a :class:`~pktdemux.verdict.Verdict`
+(deliver or drop, with the reply packets) comes out.  There is no clock, no
+file, no socket and no global random state in here: time is the ``now``
+argument (seconds since the epoch, as in the capture), randomness comes from
+:class:`~pktdemux.entropy.Entropy` seeded by the caller.
+
+Flow (spec §1): :func:`pktdemux.ipv4.receive` / :func:`pktdemux.ipv6.receive`
+check the network header and classify the destination, then hand the
+datagram to :mod:`pktdemux.tcp`, :mod:`pktdemux.udp` or :mod:`pktdemux.icmp`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .dropreason import DropReason
+from .entropy import Entropy
+from .sockets import Socket
+from .sysctl import Sysctls
+from .verdict import Verdict, drop
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+LOOPBACK = "lo"
+
+
+@dataclass(slots=True)
+class Interface:
+    """A network device of the emulated host and its addresses.
+
+    Attributes:
+        name: device name, e.g. ``"eth0"``; ``"lo"`` is the loopback device.
+        addresses: addresses with prefix length; the prefix gives the subnet
+            broadcast (IPv4) and the on-link prefix.
+        mtu: bytes; decides the SYN-ACK MSS and the ICMP quote limit.
+    """
+
+    name: str
+    addresses: list[IPInterface] = field(default_factory=list)
+    mtu: int = 1500
+
+
+def loopback() -> Interface:
+    """The ``lo`` device every Linux host has: 127.0.0.1/8 and ::1/128, MTU 65536."""
+    return Interface(
+        LOOPBACK,
+        [ipaddress.IPv4Interface("127.0.0.1/8"), ipaddress.IPv6Interface("::1/128")],
+        mtu=65536,
+    )
+
+
+class Kernel:
+    """One emulated Linux host.
+
+    Args:
+        interfaces: the host's devices (``lo`` is added when missing).
+        sysctls: sysctl values (Linux 6.18 defaults otherwise).
+        seed: seeds every value the kernel draws at random (see
+            :mod:`pktdemux.entropy`), so runs are reproducible.
+    """
+
+    def __init__(
+        self,
+        interfaces: list[Interface] | None = None,
+        sysctls: Sysctls | None = None,
+        seed: int = 0,
+    ) -> None:
+        from .routing import Routing
+        from .tcp_table import TcpTable
+        from .udp_table import UdpTable
+
+        interfaces = list(interfaces or [])
+        if not any(i.name == LOOPBACK for i in interfaces):
+            interfaces.insert(0, loopback())
+        self.interfaces = interfaces
+        self.sysctls = sysctls or Sysctls()
+        self.entropy = Entropy(seed)
+        self.routing = Routing(self.interfaces)
+        #: every bound socket, in bind order (bind-conflict checks walk it)
+        self.sockets: list[Socket] = []
+        self.tcp = TcpTable()
+        self.udp = UdpTable()
+        #: kernel MIB-style counters, e.g. ``stats["NO_SOCKET"]``
+        self.stats: Counter[str] = Counter()
+        #: the time of the latest packet seen, seconds since the epoch
+        self.now = 0.0
+
+    @property
+    def default_device(self) -> str:
+        """The first non-loopback device (where captured packets arrive)."""
+        for iface in self.interfaces:
+            if iface.name != LOOPBACK:
+                return iface.name
+        return LOOPBACK
+
+    def receive(self, packet: bytes, now: float, device: str | None = None) -> Verdict:
+        """Run one incoming IP packet through the receive path.
+
+        Args:
+            packet: the IPv4 or IPv6 packet from its IP header (no link layer).
+            now: arrival time, seconds since the epoch; never earlier than the
+                previous call's (timers fire in between, issue 3).
+            device: ingress device; None picks ``lo`` for loopback addresses and
+                :attr:`default_device` otherwise.
+
+        Returns:
+            The verdict, with the replies the kernel sends, in order.  Never
+            raises for malformed input: a bad packet is a drop with a reason.
+        """
+        from . import ipv4, ipv6
+
+        self.now = max(self.now, now)
+        if not packet:
+            return drop(DropReason.PKT_TOO_SMALL, "empty packet")
+        version = packet[0] >> 4
+        if device is None:
+            device = self.routing.ingress_device(packet)
+        if version == 4:
+            verdict = ipv4.receive(self, packet, device)
+        elif version == 6:
+            verdict = ipv6.receive(self, packet, device)
+        else:
+            verdict = drop(DropReason.IP_INHDR, f"IP version {version}")
+        self.stats[verdict.reason.value if verdict.reason else "delivered"] += 1
+        return verdict

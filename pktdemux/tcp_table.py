@@ -1,0 +1,3 @@
+"""STUB (to be replaced): TCP lookup tables."""
+class TcpTable:
+    pass

@@ -1,0 +1,3 @@
+"""STUB (to be replaced): UDP lookup tables."""
+class UdpTable:
+    pass
