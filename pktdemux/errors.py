@@ -17,7 +17,21 @@ can print a one-line message naming all three.
 from __future__ import annotations
 
 import errno as _errno
-import os
+
+#: The C library's messages for the errnos the socket rules raise.
+_MESSAGES = {
+    _errno.EADDRINUSE: "Address already in use",
+    _errno.EADDRNOTAVAIL: "Cannot assign requested address",
+    _errno.EACCES: "Permission denied",
+    _errno.EINVAL: "Invalid argument",
+    _errno.EAFNOSUPPORT: "Address family not supported by protocol",
+    _errno.EISCONN: "Transport endpoint is already connected",
+    _errno.ENOTCONN: "Transport endpoint is not connected",
+    _errno.ECONNREFUSED: "Connection refused",
+    _errno.ECONNRESET: "Connection reset by peer",
+    _errno.EOPNOTSUPP: "Operation not supported",
+    _errno.EBADF: "Bad file descriptor",
+}
 
 
 class PktdemuxError(Exception):
@@ -32,7 +46,7 @@ class SocketError(PktdemuxError, OSError):
     """
 
     def __init__(self, err: int, detail: str, *, rule: str = "") -> None:
-        message = f"[Errno {err}] {os.strerror(err)}: {detail}"
+        message = f"[Errno {err}] {_MESSAGES.get(err, _errno.errorcode.get(err, str(err)))}: {detail}"
         super().__init__(err, message)
         self.errno = err
         self.detail = detail

@@ -8,7 +8,7 @@ imports Scapy: this is the hot path.
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import struct
 
 PROTO_ICMP = 1
@@ -16,6 +16,7 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6_FIXED = struct.Struct("!IHBB16s16s")
 
@@ -105,7 +106,10 @@ def build_ipv6(
 
 def format_addr(addr: bytes) -> str:
     """``10.0.0.1`` or ``fd00::1`` for a 4- or 16-byte address."""
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+    if len(addr) == 16 and addr[:12] == _V4_MAPPED:
+        # Spell v4-mapped addresses as ::ffff:a.b.c.d, as the kernel and ss do.
+        return "::ffff:" + str(ipaddress.IPv4Address(addr[12:]))
+    return str(ipaddress.ip_address(addr))
 
 
 def parse_addr(text: str) -> bytes:
@@ -114,12 +118,10 @@ def parse_addr(text: str) -> bytes:
     Raises:
         ValueError: if ``text`` is neither.
     """
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            return socket.inet_pton(family, text)
-        except OSError:
-            continue
-    raise ValueError(f"not an IP address: {text!r}")
+    try:
+        return ipaddress.ip_address(text).packed
+    except ValueError:
+        raise ValueError(f"not an IP address: {text!r}") from None
 
 
 def format_endpoint(addr: bytes, port: int) -> str:
