@@ -65,6 +65,11 @@ class Entropy:
         """The 32-bit flow hash that picks an SO_REUSEPORT group member (inet_ehashfn)."""
         return self._hash32(daddr, dport, saddr, sport, proto, salt=b"reuseprt")
 
+    def cookie_hash(self, *parts: bytes | int) -> int:
+        """A keyed 32-bit hash for SYN cookies and their timestamp offset
+        (stands in for net/ipv4/syncookies.c:cookie_hash with its boot secret)."""
+        return self._hash32(*parts, salt=b"syncooki")
+
     def choice_range(self, n: int) -> int:
         """A uniform integer in ``range(n)`` (ephemeral-port offsets, ICMP credit)."""
         return self._rng.randrange(n)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from .dropreason import DropReason
 from .entropy import Entropy
-from .sockets import Socket
+from .ports import PortState
+from .sockets import Proto, Socket
 from .sysctl import Sysctls
 from .verdict import Verdict, drop
 
@@ -82,6 +83,8 @@ class Kernel:
         self.routing = Routing(self.interfaces)
         #: every bound socket, in bind order (bind-conflict checks walk it)
         self.sockets: list[Socket] = []
+        #: ephemeral-port memory of bind(0)/connect() (spec §8, :mod:`pktdemux.ports`)
+        self.ports = PortState()
         self.tcp = TcpTable()
         self.udp = UdpTable()
         #: kernel MIB-style counters, e.g. ``stats["NO_SOCKET"]``
@@ -127,3 +130,49 @@ class Kernel:
             verdict = drop(DropReason.IP_INHDR, f"IP version {version}")
         self.stats[verdict.reason.value if verdict.reason else "delivered"] += 1
         return verdict
+
+    # -- socket API (spec §7, §8): thin wrappers over pktdemux.bind / pktdemux.connect
+
+    def socket(
+        self,
+        proto: Proto | str,
+        family: int,
+        *,
+        reuseaddr: bool = False,
+        reuseport: bool = False,
+        v6only: bool | None = None,
+        device: str | None = None,
+        uid: int = 0,
+        name: str = "",
+        process: str | None = None,
+        pid: int | None = None,
+    ) -> Socket:
+        """socket() plus setsockopt(): a new unbound socket (see :func:`pktdemux.bind.new_socket`).
+
+        ``v6only=None`` takes ``net.ipv6.bindv6only``.  Raises SocketError
+        (EAFNOSUPPORT, EPROTONOSUPPORT, ENOPROTOOPT, ENODEV).
+        """
+        from . import bind
+        return bind.new_socket(self, proto, family, reuseaddr=reuseaddr, reuseport=reuseport,
+                               v6only=v6only, device=device, uid=uid, name=name,
+                               process=process, pid=pid)
+
+    def bind(self, sock: Socket, addr: str | bytes, port: int) -> None:
+        """bind(); port 0 picks an ephemeral port (spec §7.1-§7.3, §8.2; :func:`pktdemux.bind.bind`)."""
+        from . import bind
+        bind.bind(self, sock, addr, port)
+
+    def listen(self, sock: Socket, backlog: int) -> None:
+        """listen() on a TCP socket (spec §7.2; :func:`pktdemux.bind.listen`)."""
+        from . import bind
+        bind.listen(self, sock, backlog)
+
+    def connect(self, sock: Socket, addr: str | bytes, port: int) -> None:
+        """connect(): an ESTABLISHED TCP connection or a connected UDP socket (:func:`pktdemux.connect.connect`)."""
+        from . import connect
+        connect.connect(self, sock, addr, port)
+
+    def close(self, sock: Socket) -> None:
+        """close(): the socket leaves every table (:func:`pktdemux.bind.close`)."""
+        from . import bind
+        bind.close(self, sock)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 class RouteType(enum.Enum):
@@ -42,6 +43,11 @@ class IpPacket:
         device: the ingress device name (e.g. ``"eth0"``, ``"lo"``).
         nh_offset: IPv6 only: offset in ``raw`` of the Next Header field that
             named ``proto`` (6 for the fixed header), for ICMPv6 4/1 pointers.
+        parsed_options: IPv4 only: what the kernel recorded while processing
+            ``options`` (a :class:`pktdemux.ip_options.Ipv4Options`), so that
+            replies can echo Record Route / Timestamp; None without options.
+        frag_offset: IPv4 fragment offset in bytes (0 for a first fragment or
+            a whole datagram); ICMP errors are never sent for offset != 0.
     """
 
     version: int
@@ -58,6 +64,8 @@ class IpPacket:
     route: RouteType
     device: str
     nh_offset: int = 6
+    parsed_options: Any = None
+    frag_offset: int = 0
 
     @property
     def l4(self) -> bytes:

@@ -55,6 +55,7 @@ DEFAULTS: Mapping[str, int | tuple[int, ...]] = MappingProxyType({
     "net.ipv6.auto_flowlabels": 1,
     "net.ipv6.flowlabel_reflect": 0,
     "net.ipv6.bindv6only": 0,
+    "net.ipv6.ip_nonlocal_bind": 0,
 })
 
 

@@ -1,3 +1,247 @@
-"""STUB (to be replaced): TCP lookup tables."""
+"""TCP socket lookup: the established table and the listener buckets (spec §2).
+
+* Established table: exact 4-tuple → socket, holding connected sockets, SYN_RECV
+  request sockets and TIME_WAIT entries (inet_hashtables.c:
+  __inet_lookup_established).  A connection of a dual-stack AF_INET6 socket
+  with IPv4 peers is keyed by the embedded IPv4 addresses.
+* Listener buckets keyed by (address, port), searched exact address first,
+  then the wildcard (__inet_lookup_listener); inside a bucket the walk starts
+  at the head, a strictly higher compute_score wins, and an SO_REUSEPORT
+  socket that wins returns a member of its group at once
+  (inet_lhash2_lookup, spec §2.2–2.3).
+
+IPv4 buckets are keyed by :attr:`Socket.rcv_saddr4`, so ``[::]:p`` sits with
+``0.0.0.0:p`` and ``[::ffff:a.b.c.d]:p`` with ``a.b.c.d:p`` (spec §2.2 "bucket
+identity"); IPv6 buckets hold AF_INET6 sockets only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .reuseport import ReuseportGroup, same_group
+from .sockets import V4_ANY, V4_MAPPED_PREFIX, V6_ANY, Socket, TcpState
+from .tcp_tcb import ListenQueue
+
+if TYPE_CHECKING:
+    from .entropy import Entropy
+    from .packet import IpPacket
+
+PROTO_TCP = 6
+
+EstablishedKey = tuple[bytes, int, bytes, int]
+
+
+def _v4(addr: bytes) -> bytes:
+    """The IPv4 address embedded in a v4-mapped IPv6 address, else ``addr``."""
+    if len(addr) == 16 and addr.startswith(V4_MAPPED_PREFIX):
+        return addr[12:]
+    return addr
+
+
+def established_key(sock: Socket) -> EstablishedKey:
+    """(local address, local port, remote address, remote port) of a connection.
+
+    Raises:
+        ValueError: if ``sock`` has no peer.
+    """
+    if sock.remote_addr is None:
+        raise ValueError(f"{sock!r} is not connected")
+    return (_v4(sock.local_addr), sock.local_port, _v4(sock.remote_addr), sock.remote_port)
+
+
 class TcpTable:
-    pass
+    """Every TCP socket the receive path can find."""
+
+    __slots__ = ("established", "_listen4", "_listen6", "_groups", "_expiry")
+
+    def __init__(self) -> None:
+        #: 4-tuple → socket (connections, requests, TIME_WAIT)
+        self.established: dict[EstablishedKey, Socket] = {}
+        self._listen4: dict[tuple[bytes, int], list[Socket]] = {}
+        self._listen6: dict[tuple[bytes, int], list[Socket]] = {}
+        self._groups: dict[Socket, ReuseportGroup] = {}
+        self._expiry: deque[tuple[float, Socket]] = deque()
+
+    # -- registration -----------------------------------------------------
+
+    def listen(self, sock: Socket) -> None:
+        """Hash a listening socket into its bucket(s) (inet_hashtables.c:__inet_hash).
+
+        Head insertion, except AF_INET6 SO_REUSEPORT sockets at the tail; joins
+        the SO_REUSEPORT group of an identical listener in the bucket
+        (inet_reuseport_add_sock).  Sets the state to LISTEN and gives the
+        socket its queues (``sock.tcb``).
+        """
+        sock.state = TcpState.LISTEN
+        if not isinstance(sock.tcb, ListenQueue):
+            sock.tcb = ListenQueue()
+        for table, addr in self._buckets_of(sock):
+            bucket = table.setdefault((addr, sock.local_port), [])
+            if sock in bucket:
+                continue
+            if sock.reuseport and sock not in self._groups:
+                self._join_group(sock, bucket)
+            if sock.family == 6 and sock.reuseport:
+                bucket.append(sock)
+            else:
+                bucket.insert(0, sock)
+
+    def unlisten(self, sock: Socket) -> None:
+        """Unhash a listener; its pending requests go with it (inet_csk_listen_stop)."""
+        for table, addr in self._buckets_of(sock):
+            bucket = table.get((addr, sock.local_port))
+            if bucket and sock in bucket:
+                bucket.remove(sock)
+                if not bucket:
+                    del table[(addr, sock.local_port)]
+        group = self._groups.pop(sock, None)
+        if group is not None:
+            group.remove(sock)
+        orphans = [s for s in self.established.values() if s.parent is sock and s.state is TcpState.SYN_RECV]
+        for req in orphans:
+            self.remove_established(req)
+
+    def insert_established(self, sock: Socket) -> None:
+        """Add a connection, request or TIME_WAIT entry under its 4-tuple.
+
+        A request or TIME_WAIT entry whose ``tcb.deadline`` is set is also
+        queued for expiry (:meth:`expire`).
+
+        Raises:
+            ValueError: if ``sock`` has no peer.
+        """
+        self.established[established_key(sock)] = sock
+        deadline = getattr(sock.tcb, "deadline", 0.0)
+        if deadline:
+            self._expiry.append((deadline, sock))
+
+    def schedule(self, sock: Socket) -> None:
+        """Queue ``sock`` for expiry at its (new) ``tcb.deadline``."""
+        self._expiry.append((sock.tcb.deadline, sock))
+
+    def remove_established(self, sock: Socket) -> None:
+        """Remove ``sock`` from the established table (no error if absent).
+
+        Removing a pending request frees its slot in the listener's SYN queue.
+        """
+        if sock.remote_addr is None:
+            return
+        key = established_key(sock)
+        if self.established.get(key) is sock:
+            del self.established[key]
+            if sock.state is TcpState.SYN_RECV:
+                release_request_slot(sock)
+
+    def expire(self, now: float) -> list[Socket]:
+        """Drop requests and TIME_WAIT entries whose deadline passed; return them."""
+        expired = []
+        queue = self._expiry
+        while queue and queue[0][0] <= now:
+            _, sock = queue.popleft()
+            deadline = getattr(sock.tcb, "deadline", 0.0)
+            if deadline > now:
+                queue.append((deadline, sock))
+                continue
+            if sock.state in (TcpState.SYN_RECV, TcpState.TIME_WAIT, TcpState.FIN_WAIT2) and deadline:
+                self.remove_established(sock)
+                expired.append(sock)
+        return expired
+
+    # -- lookup -------------------------------------------------------------
+
+    def lookup_established(self, pkt: IpPacket, sport: int, dport: int) -> Socket | None:
+        """The connection for this 4-tuple, or None (__inet_lookup_established).
+
+        A socket bound to a device matches only packets from that device.
+        """
+        sock = self.established.get((pkt.dst, dport, pkt.src, sport))
+        if sock is not None and sock.device is not None and sock.device != pkt.device:
+            return None
+        return sock
+
+    def lookup_listener(self, entropy: Entropy, pkt: IpPacket, sport: int, dport: int) -> Socket | None:
+        """The listener that gets this segment, or None (__inet_lookup_listener).
+
+        Exact-address bucket first, then the wildcard bucket; SO_REUSEPORT
+        members are picked with ``entropy.reuseport_hash`` (spec §2.3).
+        """
+        if pkt.version == 4:
+            table, wildcard = self._listen4, V4_ANY
+        else:
+            table, wildcard = self._listen6, V6_ANY
+        bucket = table.get((pkt.dst, dport))
+        if bucket:
+            found = self._best_in_bucket(bucket, entropy, pkt, sport, dport)
+            if found is not None:
+                return found
+        bucket = table.get((wildcard, dport))
+        if bucket:
+            return self._best_in_bucket(bucket, entropy, pkt, sport, dport)
+        return None
+
+    def listeners(self) -> Iterator[Socket]:
+        """Every listening socket once (IPv4 buckets first)."""
+        seen: set[int] = set()
+        for table in (self._listen4, self._listen6):
+            for bucket in table.values():
+                for sock in bucket:
+                    if id(sock) not in seen:
+                        seen.add(id(sock))
+                        yield sock
+
+    def group_of(self, sock: Socket) -> ReuseportGroup | None:
+        """The SO_REUSEPORT group a listener belongs to, if any."""
+        return self._groups.get(sock)
+
+    # -- internals ------------------------------------------------------------
+
+    def _best_in_bucket(
+        self, bucket: list[Socket], entropy: Entropy, pkt: IpPacket, sport: int, dport: int,
+    ) -> Socket | None:
+        """inet_lhash2_lookup over one bucket with compute_score (spec §2.2)."""
+        best = None
+        best_score = 0
+        device = pkt.device
+        ipv4 = pkt.version == 4
+        for sock in bucket:
+            bound = sock.device
+            if bound is not None and bound != device:
+                continue
+            score = 1 + (bound is not None) + (ipv4 and sock.family == 4)
+            if score <= best_score:
+                continue
+            if sock.reuseport:
+                group = self._groups.get(sock)
+                if group is not None:
+                    return group.select(entropy.reuseport_hash(pkt.src, sport, pkt.dst, dport, PROTO_TCP))
+            best, best_score = sock, score
+        return best
+
+    def _buckets_of(self, sock: Socket) -> list[tuple[dict[tuple[bytes, int], list[Socket]], bytes]]:
+        buckets = []
+        addr4 = sock.rcv_saddr4
+        if addr4 is not None:
+            buckets.append((self._listen4, addr4))
+        if sock.family == 6:
+            buckets.append((self._listen6, sock.local_addr))
+        return buckets
+
+    def _join_group(self, sock: Socket, bucket: list[Socket]) -> None:
+        for other in bucket:
+            if other.state is TcpState.LISTEN and same_group(other, sock):
+                group = self._groups[other]
+                break
+        else:
+            group = ReuseportGroup()
+        group.add(sock)
+        self._groups[sock] = group
+
+
+def release_request_slot(req: Socket) -> None:
+    """Count a request out of its listener's SYN queue (inet_csk_reqsk_queue_removed)."""
+    queue = req.parent.tcb if req.parent is not None else None
+    if isinstance(queue, ListenQueue) and queue.requests > 0:
+        queue.requests -= 1

@@ -1,0 +1,96 @@
+"""JSON Lines output: one object per packet of the capture, in capture order.
+
+Fields of each object:
+
+``n``
+    1-based position of the packet in the capture.
+``time``
+    capture time, seconds since the epoch (float).
+``ifindex``
+    capture interface number (0 for pcap).
+``direction``
+    ``"in"`` (addressed to the host), ``"out"`` (sent by the host) or
+    ``"other"`` (neither).
+``verdict``
+    ``"deliver"`` or ``"drop"`` for a packet the host received; null for
+    "other" packets and for "out" packets, except those the host sent to
+    itself (``looped``), which it also received.
+``sockets``
+    display names of the sockets that took the packet ([] if none); a
+    connection accepted from a listener goes by the listener's name.
+``reason``
+    the drop reason (e.g. ``"NO_SOCKET"``), or null.
+``replies``
+    the emulated replies, each the hex of its IP packet, in send order.
+``handler``, ``note``
+    the kernel path that handled the packet and one line on why ("" if none).
+``matched`` ("out" only)
+    true when the emulation sent the same packet (random fields aside),
+    false when the kernel would have generated it but the emulation did
+    not, null for packets an application caused or when not compared.
+``action``, ``looped`` ("out" only)
+    what the host's application did (Transmission.action), and whether the
+    packet was addressed to the host itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import IO
+
+from .replay import Result
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def to_json(result: Result) -> dict[str, object]:
+    """The JSON object of one result (see the module doc for the fields)."""
+    verdict = result.verdict
+    record = result.record
+    obj: dict[str, object] = {
+        "n": record.n,
+        "time": record.time,
+        "ifindex": getattr(record, "ifindex", 0),
+        "direction": result.direction,
+        "verdict": verdict.verdict if verdict is not None else None,
+        "sockets": [s.display_name for s in verdict.sockets] if verdict is not None else [],
+        "reason": verdict.reason.value if verdict is not None and verdict.reason is not None else None,
+        "replies": [r.hex() for r in verdict.replies] if verdict is not None else [],
+        "handler": verdict.handler if verdict is not None else "",
+        "note": (verdict.note if verdict is not None and verdict.note else result.note),
+    }
+    if result.direction == "out":
+        tx = result.transmission
+        obj["matched"] = tx.matched if tx is not None else None
+        obj["action"] = tx.action if tx is not None else ""
+        obj["looped"] = result.looped
+        if tx is not None and tx.note:
+            obj["note"] = tx.note
+    return obj
+
+
+class JsonlWriter:
+    """Writes one JSON line per result to ``path``.
+
+    Raises:
+        OSError: when the file cannot be created or written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file: IO[str] = open(self.path, "w", encoding="utf-8")
+
+    def write(self, result: Result) -> None:
+        """Append the line of one result."""
+        self._file.write(_dumps(to_json(result)) + "\n")
+
+    def close(self) -> None:
+        """Flush and close the file (what was written stays written)."""
+        self._file.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

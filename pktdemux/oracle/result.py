@@ -1,0 +1,197 @@
+"""What the real kernel did with a scenario: per injected packet the packets
+it transmitted, and what the sockets received.
+
+Times are seconds after the first injection.  Addresses are text as the
+kernel reports them (an AF_INET6 socket sees an IPv4 peer as
+``::ffff:a.b.c.d``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One packet the kernel transmitted: ``at`` seconds, ``packet`` from its IP header."""
+
+    at: float
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PacketResult:
+    """The kernel's transmissions after one injected packet.
+
+    Attributes:
+        index: position of the injection in the scenario.
+        sent_at: when it was written into the TUN device.
+        packet: the injected bytes.
+        replies: every packet transmitted after it and before the next
+            injection (or before the settle time ran out), background noise
+            removed, in order.
+        followup: the final ACK the oracle sent for ``complete_handshake``
+            (its replies are in ``replies`` too), or None.
+    """
+
+    index: int
+    sent_at: float
+    packet: bytes
+    replies: tuple[Reply, ...]
+    followup: bytes | None = None
+
+    @property
+    def reply_bytes(self) -> tuple[bytes, ...]:
+        """The replies' bytes."""
+        return tuple(r.packet for r in self.replies)
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A UDP datagram read from a socket: source address, port and payload."""
+
+    src: str
+    sport: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A connection accept()ed from a listener, and the data waiting on it."""
+
+    peer: str
+    pport: int
+    local: str
+    lport: int
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SocketReport:
+    """One host socket after the run.
+
+    Attributes:
+        index: position in the host's socket list.
+        name: its display name.
+        error: the errno name (``"EADDRINUSE"``) if creating it failed, else None.
+        datagrams: UDP datagrams read with MSG_DONTWAIT, in arrival order.
+        accepted: connections accept()ed from a TCP listener.
+        data: bytes read from an ESTABLISHED TCP socket.
+        recv_error: errno name reading gave (``"ECONNRESET"``), else None.
+    """
+
+    index: int
+    name: str
+    error: str | None = None
+    datagrams: tuple[Datagram, ...] = ()
+    accepted: tuple[Accepted, ...] = ()
+    data: bytes = b""
+    recv_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """An ESTABLISHED TCP socket made by the oracle, as the kernel left it.
+
+    Give the emulation these numbers so that both hosts start from the same
+    connection.  Sequence numbers are 32-bit, host order.
+
+    Attributes:
+        index: the socket's position in the host's socket list.
+        local, lport, peer, pport: the 4-tuple (local side = the host).
+        local_isn: the ISN of the kernel's SYN-ACK.
+        peer_isn: the sequence number of the injected SYN.
+        snd_nxt: local_isn + 1.
+        rcv_nxt: peer_isn + 1.
+        window: the window the SYN-ACK advertised (bytes, unscaled).
+        mss: the MSS the peer's SYN offered.
+        handshake: the SYN, the SYN-ACK and the final ACK, in order.
+    """
+
+    index: int
+    local: str
+    lport: int
+    peer: str
+    pport: int
+    local_isn: int
+    peer_isn: int
+    snd_nxt: int
+    rcv_nxt: int
+    window: int
+    mss: int
+    handshake: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OracleResult:
+    """Everything the real kernel did with one scenario.
+
+    Attributes:
+        name: the scenario's name.
+        interface: the TUN device's name.
+        packets: one result per injection, in order.
+        sockets: one report per host socket, in order.
+        connections: the ESTABLISHED sockets the oracle set up.
+        noise: how many background packets (MLD, router solicitation,
+            neighbour discovery, IGMP) were discarded.
+        early: packets the kernel sent while the sockets were being set up
+            (before the first injection), other than handshake SYN-ACKs.
+        setup_seconds, run_seconds: time spent creating the namespace and
+            sockets, and injecting.
+    """
+
+    name: str
+    interface: str
+    packets: tuple[PacketResult, ...]
+    sockets: tuple[SocketReport, ...]
+    connections: tuple[ConnectionState, ...]
+    noise: int
+    early: tuple[bytes, ...]
+    setup_seconds: float
+    run_seconds: float
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OracleResult:
+        """From the helper process's JSON output."""
+        packets = tuple(
+            PacketResult(
+                index=p["index"],
+                sent_at=p["sent_at"],
+                packet=bytes.fromhex(p["hex"]),
+                replies=tuple(Reply(r["at"], bytes.fromhex(r["hex"])) for r in p["replies"]),
+                followup=bytes.fromhex(p["followup"]) if p.get("followup") else None,
+            )
+            for p in data["packets"]
+        )
+        sockets = tuple(
+            SocketReport(
+                index=s["index"],
+                name=s["name"],
+                error=s.get("error"),
+                datagrams=tuple(Datagram(d["src"], d["sport"], bytes.fromhex(d["payload"])) for d in s["datagrams"]),
+                accepted=tuple(
+                    Accepted(a["peer"], a["pport"], a["local"], a["lport"], bytes.fromhex(a["data"]))
+                    for a in s["accepted"]
+                ),
+                data=bytes.fromhex(s.get("data", "")),
+                recv_error=s.get("recv_error"),
+            )
+            for s in data["sockets"]
+        )
+        connections = tuple(
+            ConnectionState(**{**c, "handshake": tuple(bytes.fromhex(h) for h in c["handshake"])})
+            for c in data["connections"]
+        )
+        return cls(
+            name=data.get("name", ""),
+            interface=data["interface"],
+            packets=packets,
+            sockets=sockets,
+            connections=connections,
+            noise=data["noise"],
+            early=tuple(bytes.fromhex(h) for h in data.get("early", ())),
+            setup_seconds=data["setup_seconds"],
+            run_seconds=data["run_seconds"],
+        )

@@ -1,0 +1,193 @@
+"""Building the TCP packets the kernel sends, byte for byte (spec §3, §9).
+
+Every builder answers one received segment, so the reply's addresses are the
+segment's swapped.  IP header fields per spec §9:
+
+=========================  =======  =========================  ====  ==========
+packet                     TTL      TOS / traffic class        DF    IPv4 ID
+=========================  =======  =========================  ====  ==========
+RST (control socket)       64       incoming, ECN bits clear   set   0
+SYN-ACK                    64       0 (listener's TOS)         set   0
+request / TIME_WAIT ACK    64       incoming / 0               set   0
+full-socket segment        64       0 (socket TOS)             set   counter
+=========================  =======  =========================  ====  ==========
+
+IPv6 replies carry the auto flow label (``kernel.entropy.flow_label``) when
+net.ipv6.auto_flowlabels is on.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from .tcp_options import synack_options, timestamp_option
+from .tcp_segment import ACK, CWR, ECE, FIN, MOD32, RST, SYN, Segment
+from .wire import PROTO_TCP, build_ipv4, build_ipv6, transport_checksum
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .tcp_tcb import Tcb
+
+_HEADER = struct.Struct("!HHIIBBHHH")
+_ECN_MASK = 0x03
+IPV4_HEADER = 20
+IPV6_HEADER = 40
+TCP_HEADER = 20
+#: Largest IPv4 packet: the MSS on an MTU-65536 loopback is capped by it
+#: (net/ipv4/route.c:ipv4_default_advmss, IPV4_MAX_PMTU).
+IPV4_MAX_PMTU = 65535
+#: Timestamp option bytes, which reduce the effective MSS (TCPOLEN_TSTAMP_ALIGNED).
+TS_ALIGNED = 12
+
+
+def tcp_segment_bytes(
+    src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
+    window: int, options: bytes = b"", payload: bytes = b"",
+) -> bytes:
+    """A TCP header (RFC 9293 §3.1) plus payload, with its checksum filled in."""
+    doff = (TCP_HEADER + len(options)) // 4
+    header = _HEADER.pack(sport, dport, seq & MOD32, ack & MOD32, doff << 4, flags, window, 0, 0)
+    segment = header + options + payload
+    csum = transport_checksum(src, dst, PROTO_TCP, segment)
+    return segment[:16] + csum.to_bytes(2, "big") + segment[18:]
+
+
+def ip_packet(
+    kernel: Kernel, seg: Segment, tcp: bytes, *, tos: int, ip_id: int = 0,
+) -> bytes:
+    """``tcp`` in an IP header answering ``seg``'s packet (DF set, TTL 64)."""
+    pkt = seg.pkt
+    if pkt.version == 4:
+        return build_ipv4(
+            src=pkt.dst, dst=pkt.src, proto=PROTO_TCP, payload=tcp,
+            ttl=kernel.sysctls.int("net.ipv4.ip_default_ttl"), tos=tos, ident=ip_id, df=True,
+        )
+    label = 0
+    if kernel.sysctls.int("net.ipv6.auto_flowlabels"):
+        label = kernel.entropy.flow_label(pkt.dst, pkt.src, seg.dport, seg.sport, PROTO_TCP)
+    return build_ipv6(
+        src=pkt.dst, dst=pkt.src, next_header=PROTO_TCP, payload=tcp,
+        hop_limit=kernel.sysctls.int("net.ipv6.conf.all.hop_limit"), traffic_class=tos, flow_label=label,
+    )
+
+
+def reply(
+    kernel: Kernel, seg: Segment, seq: int, ack: int, flags: int, window: int,
+    options: bytes = b"", *, tos: int, ip_id: int = 0,
+) -> bytes:
+    """A TCP segment from ``seg``'s destination back to its source."""
+    pkt = seg.pkt
+    tcp = tcp_segment_bytes(pkt.dst, pkt.src, seg.dport, seg.sport, seq, ack, flags, window, options)
+    return ip_packet(kernel, seg, tcp, tos=tos, ip_id=ip_id)
+
+
+def reset_for(kernel: Kernel, seg: Segment) -> bytes:
+    """The RST answering ``seg`` (net/ipv4/tcp_ipv4.c:tcp_v4_send_reset, spec §3.1).
+
+    ACK set: seq = SEG.ACK, RST only.  ACK clear: seq 0, RST+ACK with
+    ack = SEG.SEQ + SEG.LEN.  No options, window 0, TOS with ECN bits cleared,
+    DF, IPv4 ID 0.  The caller makes sure ``seg`` is not itself a RST.
+    """
+    tos = seg.pkt.tos & ~_ECN_MASK
+    if seg.flags & ACK:
+        return reply(kernel, seg, seg.ack, 0, RST, 0, tos=tos)
+    return reply(kernel, seg, 0, seg.end_seq, RST | ACK, 0, tos=tos)
+
+
+def ms_clock(kernel: Kernel) -> int:
+    """The kernel's millisecond TCP clock (tcp_clock_ms), from ``kernel.now``."""
+    return int(kernel.now * 1000) & MOD32
+
+
+def tsval(kernel: Kernel, tcb: Tcb) -> int:
+    """TSval of a segment sent now: ms clock + the connection's offset."""
+    return (ms_clock(kernel) + tcb.ts_offset) & MOD32
+
+
+def advertised_mss(kernel: Kernel, seg: Segment) -> int:
+    """Our MSS towards ``seg``'s sender: route MTU − 40 (IPv4) or − 60 (IPv6),
+    capped as dst_metric_advmss does (ipv4_default_advmss, ip6_default_advmss)."""
+    mtu = device_mtu(kernel, seg.pkt.device)
+    if seg.pkt.version == 4:
+        return min(mtu, IPV4_MAX_PMTU) - IPV4_HEADER - TCP_HEADER
+    return mtu - IPV6_HEADER - TCP_HEADER
+
+
+def device_mtu(kernel: Kernel, device: str) -> int:
+    """The MTU of ``device`` from kernel.routing, else the interface list, else 1500."""
+    mtu = getattr(kernel.routing, "mtu", None)
+    if mtu is not None:
+        return int(mtu(device))
+    for iface in kernel.interfaces:
+        if iface.name == device:
+            return iface.mtu
+    return 1500
+
+
+def synack(kernel: Kernel, seg: Segment, tcb: Tcb, *, offer_wscale: bool, offer_sack: bool) -> bytes:
+    """The SYN-ACK of a request (tcp_make_synack, spec §3.3).
+
+    ``tcb`` holds the request: ISS, RCV.NXT, MSS, the initial window, the
+    timestamp decision and offset, ECN.  Options are echoed only when the SYN
+    offered them (``offer_*``, already filtered by the sysctls).
+    """
+    ts = (tsval(kernel, tcb), tcb.ts_recent) if tcb.ts_ok else None
+    wscale = tcb.rcv_wscale if offer_wscale else None
+    options = synack_options(tcb.mss, ts, offer_sack, wscale)
+    flags = SYN | ACK | (ECE if tcb.ecn_ok else 0)
+    return reply(kernel, seg, tcb.iss, tcb.rcv_nxt, flags, min(tcb.rcv_wnd, 0xFFFF), options, tos=tcb.tos)
+
+
+def select_window(tcb: Tcb, queued: int) -> int:
+    """The window field of a segment sent now; updates RCV.WUP and the window.
+
+    A model of net/ipv4/tcp_output.c:tcp_select_window / __tcp_select_window:
+    the free space is the initial window less the bytes just queued (the
+    application is assumed to read before the next segment); the offer is
+    kept while it is within one MSS (or one scale unit) of the free space,
+    else rounded down to it; the window never shrinks.
+    """
+    granule = 1 << tcb.rcv_wscale if tcb.rcv_wscale else tcb.rcv_mss
+    free = max(tcb.rcv_space - queued, 0)
+    window = tcb.rcv_wnd
+    if window <= free - granule or window > free:
+        window = free - free % granule if free > granule else free
+    current = tcb.receive_window()
+    if window < current:
+        unit = 1 << tcb.rcv_wscale
+        window = (current + unit - 1) // unit * unit
+    tcb.rcv_wnd = window
+    tcb.rcv_wup = tcb.rcv_nxt
+    return min(window >> tcb.rcv_wscale, 0xFFFF)
+
+
+def socket_segment(kernel: Kernel, seg: Segment, tcb: Tcb, flags: int = ACK, queued: int = 0) -> bytes:
+    """A segment from a full socket: seq = SND.NXT, ack = RCV.NXT (tcp_send_ack).
+
+    TOS 0, DF, IPv4 ID from the socket's counter (incremented), timestamps
+    when negotiated.  ``queued`` is the bytes just added to the receive queue
+    (see :func:`select_window`).
+    """
+    window = select_window(tcb, queued)
+    options = timestamp_option(tsval(kernel, tcb), tcb.ts_recent) if tcb.ts_ok else b""
+    ip_id = tcb.ip_id
+    tcb.ip_id = (ip_id + 1) & 0xFFFF
+    return reply(kernel, seg, tcb.snd_nxt, tcb.rcv_nxt, flags, window, options, tos=0, ip_id=ip_id)
+
+
+def control_ack(kernel: Kernel, seg: Segment, tcb: Tcb, *, tos: int) -> bytes:
+    """An ACK from the control socket for a request or TIME_WAIT entry
+    (tcp_v4_send_ack via tcp_v4_reqsk_send_ack / tcp_v4_timewait_ack):
+    seq = SND.NXT, ack = RCV.NXT, window = rcv_wnd >> rcv_wscale, DF, ID 0."""
+    options = timestamp_option(tsval(kernel, tcb), tcb.ts_recent) if tcb.ts_ok else b""
+    window = min(tcb.receive_window() >> tcb.rcv_wscale, 0xFFFF)
+    return reply(kernel, seg, tcb.snd_nxt, tcb.rcv_nxt, ACK, window, options, tos=tos)
+
+
+def has_ecn_setup(seg: Segment) -> bool:
+    """A SYN asking for ECN: ECE and CWR both set (RFC 3168 §6.1.1)."""
+    return seg.flags & (ECE | CWR) == ECE | CWR
+
+
+__all__ = ["FIN", "advertised_mss", "control_ack", "reset_for", "socket_segment", "synack"]
