@@ -429,8 +429,10 @@ def mixed_records(count: int, seed: int = 0) -> Iterator[tuple[int, bytes]]:
     """``count`` frames of mixed traffic for pcaps/bench.toml, with timestamps in µs.
 
     Up to eight flows run at once; each step advances one of them by one
-    packet, so flows interleave as on a busy link.  Time advances by 20 to
-    200 µs per packet.
+    packet, so flows interleave as on a busy link.  Time advances by 0.2 to
+    1.8 ms per packet (1,000 packets/s on average), so that 200,000 packets
+    span 200 s: longer than TIME_WAIT (60 s) and the other kernel timers, as
+    a long capture would.
     """
     rng = random.Random(seed)
     templates = [(_Compiled(flow), weight) for flow, weight in make_templates()]
@@ -451,7 +453,7 @@ def mixed_records(count: int, seed: int = 0) -> Iterator[tuple[int, bytes]]:
         if not frames:
             active[i] = active[-1]
             active.pop()
-        t += rng.randint(20, 200)
+        t += rng.randint(200, 1800)
         yield t, frame
         emitted += 1
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 LOOPBACK_DEVICE = "lo"
 V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+V6_LOOPBACK = bytes(15) + b"\x01"
 
 
 def is_v4_mapped(addr: bytes) -> bool:
@@ -49,7 +50,7 @@ def ipv6_bindable(routing: Routing, addr: bytes, device: str | None) -> bool:
     owner = routing.local6.get(addr)
     if owner is None:
         return False
-    scoped = (addr[0] == 0xFE and addr[1] & 0xC0 == 0x80) or addr == bytes(15) + b"\x01"
+    scoped = (addr[0] == 0xFE and addr[1] & 0xC0 == 0x80) or addr == V6_LOOPBACK
     return not (scoped and device is not None and device != owner)
 
 
@@ -78,8 +79,13 @@ def connect_source(routing: Routing, dst: bytes, device: str) -> bytes | None:
     if is_v4_mapped(dst):
         src4 = connect_source(routing, dst[12:], device)
         return None if src4 is None else v4_mapped(src4)
-    if dst[0] == 127 if len(dst) == 4 else dst == bytes(15) + b"\x01":
-        device = LOOPBACK_DEVICE
-    else:
-        device = (routing.local4 if len(dst) == 4 else routing.local6).get(dst, device)
-    return routing.source_address(dst, device)
+    if _is_loopback(dst):
+        return routing.source_address(dst, LOOPBACK_DEVICE)
+    device = (routing.local4 if len(dst) == 4 else routing.local6).get(dst, device)
+    src = routing.source_address(dst, device)
+    # a loopback source never leaves lo: no address of that family to reach dst
+    return None if src is None or _is_loopback(src) else src
+
+
+def _is_loopback(addr: bytes) -> bool:
+    return addr[0] == 127 if len(addr) == 4 else addr == V6_LOOPBACK

@@ -212,17 +212,7 @@ def hash_bound(kernel: Kernel, sock: Socket) -> None:
     """Record a socket that just got its port: ``kernel.sockets``, and the UDP table."""
     kernel.sockets.append(sock)
     if sock.proto is Proto.UDP:
-        udp_table_call(kernel, "insert", sock)
-
-
-def udp_table_call(kernel: Kernel, method: str, sock: Socket) -> None:
-    """``kernel.udp.insert(sock)`` / ``kernel.udp.remove(sock)``.
-
-    Temporary guard: skipped while :mod:`pktdemux.udp_table` is a placeholder.
-    """
-    call = getattr(kernel.udp, method, None)
-    if call is not None:
-        call(sock)
+        kernel.udp.insert(sock)
 
 
 def listen(kernel: Kernel, sock: Socket, backlog: int) -> None:
@@ -275,8 +265,8 @@ def close(kernel: Kernel, sock: Socket) -> None:
             kernel.tcp.unlisten(sock)
         elif sock.remote_addr is not None and sock.state is not TcpState.CLOSE:
             kernel.tcp.remove_established(sock)
-    elif sock.local_port and sock in kernel.sockets:
-        udp_table_call(kernel, "remove", sock)
+    elif sock in kernel.udp:
+        kernel.udp.remove(sock)
     if sock in kernel.sockets:
         kernel.sockets.remove(sock)
     kernel.ports.connect_bound.discard(sock)

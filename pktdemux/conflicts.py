@@ -140,7 +140,7 @@ def udp_port_in_use(sk: Socket, owners: Sequence[Socket]) -> Socket | None:
 
 
 def explain(sk: Socket, sk2: Socket) -> str:
-    """A short phrase on why ``sk2`` blocks ``sk``, e.g. ``overlaps tcp://[::]:80 (dual-stack)``."""
+    """A short phrase on why ``sk2`` blocks ``sk``, e.g. ``overlaps "web" tcp://[::]:80 (dual-stack)``."""
     notes = []
     if sk.family != sk2.family:
         notes.append("dual-stack")
@@ -152,5 +152,5 @@ def explain(sk: Socket, sk2: Socket) -> str:
         notes.append(f"SO_REUSEPORT needs the same uid, not {sk.uid} and {sk2.uid}")
     if sk.device != sk2.device and devices_overlap(sk, sk2):
         notes.append("one is not bound to a device")
-    who = sk2.label if not sk2.name or sk2.name == sk2.label else f"{sk2.label} ({sk2.name})"
+    who = sk2.label if not sk2.name or sk2.name == sk2.label else f'"{sk2.name}" {sk2.label}'
     return f"overlaps {who}" + (f" ({', '.join(notes)})" if notes else "")

@@ -15,7 +15,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from .addrtype import connect_source, is_broadcast, is_broadcast_or_multicast, is_v4_mapped, v4_mapped
-from .bind import hash_bound, packed_address, udp_table_call
+from .bind import hash_bound, packed_address
 from .errors import SocketError
 from .ports import four_tuple_in_use, tcp_connect_port, udp_bind_port
 from .sockets import Proto, Socket, TcpState
@@ -111,10 +111,9 @@ def _connect_udp(kernel: Kernel, sock: Socket, src: bytes, dst: bytes, dport: in
         except SocketError as err:
             raise SocketError(errno.EAGAIN, err.detail, rule="inet_autobind") from None
         hash_bound(kernel, sock)
-    # the socket moves to the (source address, port) bucket (udp_lib_rehash)
-    udp_table_call(kernel, "remove", sock)
-    if sock.is_wildcard:
-        sock.local_addr = src
     sock.remote_addr, sock.remote_port = dst, dport
     sock.state = TcpState.ESTABLISHED
-    udp_table_call(kernel, "insert", sock)
+    if sock.is_wildcard:
+        # pinned to the route's source: the socket moves to that bucket (udp_lib_rehash)
+        sock.local_addr = src
+        kernel.udp.rehash(sock)

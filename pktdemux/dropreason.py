@@ -70,10 +70,18 @@ class DropReason(enum.Enum):
     TCP_OVERWINDOW = "TCP_OVERWINDOW"
     #: Sequence number outside the window (tcp_sequence).
     TCP_INVALID_SEQUENCE = "TCP_INVALID_SEQUENCE"
+    #: Segment ends before the last advertised window's left edge (tcp_sequence).
+    TCP_OLD_SEQUENCE = "TCP_OLD_SEQUENCE"
+    #: SYN-ACK acknowledging something other than our SYN (tcp_rcv_synsent_state_process).
+    TCP_INVALID_ACK_SEQUENCE = "TCP_INVALID_ACK_SEQUENCE"
     #: ACK of data never sent (tcp_ack).
     TCP_ACK_UNSENT_DATA = "TCP_ACK_UNSENT_DATA"
     #: Old duplicate ACK.
     TCP_OLD_ACK = "TCP_OLD_ACK"
+    #: ACK older than SND.UNA minus the largest window (tcp_ack, RFC 5961 §5.2).
+    TCP_TOO_OLD_ACK = "TCP_TOO_OLD_ACK"
+    #: New data after close(): the connection is reset (tcp_rcv_state_process).
+    TCP_ABORT_ON_DATA = "TCP_ABORT_ON_DATA"
     #: Segment for a closed/closing socket.
     TCP_CLOSE = "TCP_CLOSE"
     #: Accept queue full (LISTENOVERFLOWS).
@@ -82,6 +90,11 @@ class DropReason(enum.Enum):
     TCP_REQQFULLDROP = "TCP_REQQFULLDROP"
     #: Segment handled by the TIME_WAIT mini-socket and discarded.
     TCP_TIMEWAIT = "TCP_TIMEWAIT"
+    #: Packet breaks a protocol rule, e.g. ICMP echo/timestamp to a broadcast
+    #: address with icmp_echo_ignore_broadcasts=1 (icmp_rcv).
+    INVALID_PROTO = "INVALID_PROTO"
+    #: Protocol or message type the kernel has no handler for (ICMP type > 18).
+    UNHANDLED_PROTO = "UNHANDLED_PROTO"
     #: UDP/ICMP payload not wanted (e.g. broadcast echo ignored); kernel frees it.
     ICMP_IGNORED = "ICMP_IGNORED"
     #: Socket receive buffer full.

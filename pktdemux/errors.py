@@ -58,6 +58,8 @@ class SocketError(PktdemuxError, OSError):
     @property
     def errname(self) -> str:
         """The symbolic errno name, e.g. ``"EADDRINUSE"``."""
+        if self.errno == _errno.EOPNOTSUPP:
+            return "EOPNOTSUPP"  # Linux's name; Python's table says ENOTSUP for the same number
         return _errno.errorcode.get(self.errno, str(self.errno))
 
 

@@ -39,6 +39,7 @@ ENETUNREACH).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import tomllib
@@ -360,7 +361,7 @@ def host_to_dict(spec: HostSpec) -> dict[str, Any]:
     for iface in spec.interfaces:
         base = loopback() if iface.name == LOOPBACK else Interface(DEFAULT_INTERFACE, [], DEFAULT_MTU)
         host: dict[str, Any] = {"addresses": [str(a) for a in iface.addresses if a not in base.addresses]}
-        if iface.name != base.name:
+        if iface.name != DEFAULT_INTERFACE:
             host["interface"] = iface.name
         if iface.mtu != base.mtu:
             host["mtu"] = iface.mtu
@@ -394,7 +395,9 @@ def build_kernel(spec: HostSpec, seed: int = 0) -> Kernel:
     or connect(peer) (spec §7, §8).  A TCP peer makes an ESTABLISHED
     connection with unknown sequence numbers; a UDP peer a connected socket
     whose wildcard address becomes the route's source address (spec §4.2).
-    Each socket is named after ``name``, else its label as written.
+    Each socket is named after ``name``, else its label as written.  Port 0
+    in a label is bind(port 0), so even a socket with a peer gets an odd
+    port (spec §8.2), as after an explicit bind(0) on Linux.
 
     Args:
         seed: seeds the kernel's random draws (:mod:`pktdemux.entropy`),
@@ -422,8 +425,13 @@ def build_kernel(spec: HostSpec, seed: int = 0) -> Kernel:
                 kernel.connect(sock, *entry.peer)
         except SocketError as err:
             rule = f", {err.rule}" if err.rule else ""
-            raise HostFileError(spec.path, position, f"{step}: {err.errname}: {err.detail}{rule}") from None
+            raise HostFileError(spec.path, position, f"{step}: {_errname(err)}: {err.detail}{rule}") from None
     return kernel
+
+
+def _errname(err: SocketError) -> str:
+    """Linux's name for the errno (EOPNOTSUPP, which Python lists as its alias ENOTSUP)."""
+    return "EOPNOTSUPP" if err.errno == errno.EOPNOTSUPP else err.errname
 
 
 def _new_socket(kernel: Kernel, entry: SocketSpec) -> Socket:

@@ -33,8 +33,8 @@ ICMPV6_MSG_MAX = 255
 
 
 def jiffies(now: float) -> int:
-    """Seconds since the epoch as jiffies (ms, HZ=1000)."""
-    return int(now * HZ)
+    """Seconds since the epoch as jiffies (ms, HZ=1000), via whole microseconds."""
+    return round(now * 1_000_000) * HZ // 1_000_000
 
 
 def icmpv4_limited(type_: int, code: int, ratemask: int) -> bool:

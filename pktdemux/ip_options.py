@@ -59,7 +59,8 @@ class OptionError(ValueError):
 
 def ms_since_midnight(now: float) -> int:
     """``now`` (seconds since the epoch) as ms since midnight UTC (inet_current_timestamp)."""
-    return int(now % 86400 * 1000) & 0xFFFFFFFF
+    # via whole microseconds, so that float noise never moves a ms boundary
+    return round(now * 1_000_000) // 1000 % 86_400_000
 
 
 def compile_received(header: bytearray, local_addr: bytes, is_unicast_remote, now: float) -> Ipv4Options:

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from .dropreason import DropReason
 from .entropy import Entropy
 from .ports import PortState
+from .sent_replies import SentReplies
 from .sockets import Proto, Socket
 from .sysctl import Sysctls
-from .verdict import Verdict, drop
+from .verdict import Transmission, Verdict, drop
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -129,7 +130,38 @@ class Kernel:
         else:
             verdict = drop(DropReason.IP_INHDR, f"IP version {version}")
         self.stats[verdict.reason.value if verdict.reason else "delivered"] += 1
+        if verdict.replies:
+            self.sent.record(verdict.replies, self.now)
         return verdict
+
+    # -- the host's own packets (pktdemux.transmit)
+
+    @property
+    def sent(self) -> SentReplies:
+        """The replies this kernel sent recently (bounded), which
+        :meth:`transmit` matches the host's own packets against."""
+        try:
+            return self._sent
+        except AttributeError:
+            self._sent: SentReplies = SentReplies()
+            return self._sent
+
+    def transmit(self, packet: bytes, now: float) -> Transmission:
+        """Account for a packet the host itself sent (a capture's "out" packet).
+
+        Args:
+            packet: the IPv4/IPv6 packet from its IP header.
+            now: when it was sent, seconds since the epoch.
+
+        Returns:
+            Whether the emulation had sent the same packet (random fields
+            masked), and what the host's application did: connect(), close(),
+            send, an implicit UDP bind (see :mod:`pktdemux.transmit`).  Never
+            raises for malformed input.
+        """
+        from . import transmit
+
+        return transmit.transmit(self, packet, now)
 
     # -- socket API (spec §7, §8): thin wrappers over pktdemux.bind / pktdemux.connect
 

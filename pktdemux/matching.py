@@ -100,7 +100,7 @@ def _mask_tcp(buf: bytearray, l4: int) -> None:
     if flags & _TCP_SYN:
         buf[l4 + 4:l4 + 8] = b"\0\0\0\0"
         masked = True
-    tsval = _tsval_offset(buf, l4)
+    tsval = tsval_offset(buf, l4)
     if tsval is not None:
         buf[tsval:tsval + 4] = b"\0\0\0\0"
         masked = True
@@ -108,8 +108,9 @@ def _mask_tcp(buf: bytearray, l4: int) -> None:
         buf[l4 + 16:l4 + 18] = b"\0\0"
 
 
-def _tsval_offset(buf: bytearray | bytes, l4: int) -> int | None:
-    """Offset in ``buf`` of the TSval of a TCP timestamp option, or None."""
+def tsval_offset(buf: bytearray | bytes, l4: int) -> int | None:
+    """Offset in ``buf`` of the TSval of the timestamp option of the TCP
+    header at ``l4``, or None when there is none."""
     end = min(l4 + (buf[l4 + 12] >> 4) * 4, len(buf))
     i = l4 + 20
     while i < end:

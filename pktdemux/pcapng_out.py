@@ -21,6 +21,7 @@ from .replay import Result
 
 LINKTYPE_RAW = 101
 REPLY_INTERFACE = b"pktdemux"
+_MAX_NS = 2**64 - 1
 
 
 def comment(result: Result) -> str:
@@ -33,7 +34,8 @@ def comment(result: Result) -> str:
         elif tx.matched is None:
             parts.append("sent by an application")
         else:
-            parts.append("matched: the emulation sent it" if tx.matched else "NOT matched: the emulation did not send it")
+            parts.append("matched: the emulation sent it" if tx.matched
+                         else "NOT matched: the emulation did not send it")
         if result.looped:
             parts.append("to itself")
     if verdict is not None:
@@ -106,7 +108,9 @@ class AnnotatedPcapNg:
     def write(self, result: Result) -> None:
         """Write the capture packet of ``result``, then its emulated replies."""
         record = result.record
-        ts = Decimal(getattr(record, "ts_ns", None) or int(record.time * 10**9)).scaleb(-9)
+        ns = getattr(record, "ts_ns", None) or int(record.time * 10**9)
+        # A 64-bit count of nanoseconds ends in 2554; a damaged capture can claim later.
+        ts = Decimal(min(max(ns, 0), _MAX_NS)).scaleb(-9)
         frame = record.frame
         self._writer._write_packet(  # Scapy's per-packet writer: takes linktype, interface and comments
             frame, linktype=record.linktype, sec=ts, caplen=len(frame), wirelen=max(record.wirelen, len(frame)),

@@ -145,9 +145,10 @@ def four_tuple_in_use(sockets: list[Socket], saddr: bytes, sport: int, daddr: by
     """
     want = (_plain(saddr), sport, _plain(daddr), dport)
     for s in sockets:
-        if s.proto is Proto.TCP and s.remote_addr is not None and s.state is not TcpState.CLOSE:
-            if (_plain(s.local_addr), s.local_port, _plain(s.remote_addr), s.remote_port) == want:
-                return s
+        if s.proto is not Proto.TCP or s.remote_addr is None or s.state is TcpState.CLOSE:
+            continue
+        if (_plain(s.local_addr), s.local_port, _plain(s.remote_addr), s.remote_port) == want:
+            return s
     return None
 
 

@@ -107,7 +107,7 @@ def summarize(ip: bytes) -> Summary:
         return Summary("", "", f"IPv{version}" if ip else "", f"{len(ip)} bytes, header unreadable")
     src, dst = (ip[8:24], ip[24:40]) if v6 else (ip[12:16], ip[16:20])
     proto, off, first, note = _l4(ip) or (0, len(ip), False, "")
-    name = _PROTO_NAMES.get(proto, f"proto {proto}")
+    name = _PROTO_NAMES.get(proto, str(proto))
     sport = dport = None
     info = ""
     if first:

@@ -58,7 +58,7 @@ def _fit(text: str, width: int) -> str:
 def format_line(fields: tuple[str, ...]) -> str:
     """One fixed-width line of the table."""
     out = []
-    for (name, width), text in zip(COLUMNS, fields):
+    for (name, width), text in zip(COLUMNS, fields, strict=True):
         out.append(text.rjust(width) if name in ("No.", "Time") else _fit(text, width))
     return " ".join(out).rstrip()
 

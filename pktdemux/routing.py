@@ -92,6 +92,7 @@ class Routing:
             groups = self.device_groups6.setdefault(iface.name, set(V6_ALL_NODES))
             for addr in iface.addresses:
                 self._add_address(iface.name, addr, groups)
+        self.set_noarp(LOOPBACK_DEVICE)
         self.prefixes4.sort(key=lambda p: -p[1])
         self.prefixes6.sort(key=lambda p: -p[1])
 
@@ -145,6 +146,14 @@ class Routing:
         if len(group) == 4:
             return group == V4_ALL_HOSTS
         return group in self.device_groups6.get(device, ())
+
+    def set_noarp(self, device: str) -> None:
+        """Mark ``device`` IFF_NOARP (a TUN device): it joins no solicited-node
+        groups (addrconf.c:addrconf_join_solict), so echo requests to them go
+        unanswered there.  ``lo`` is always treated so."""
+        groups = self.device_groups6.get(device)
+        if groups is not None:
+            groups.difference_update([g for g in groups if g.startswith(_SOLICITED_PREFIX)])
 
     def join(self, group: bytes) -> None:
         """Record that a socket of the host joined ``group`` (IP_ADD_MEMBERSHIP)."""

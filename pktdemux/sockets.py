@@ -74,7 +74,13 @@ class Socket:
         parent: for a connection accepted from a listener, that listener.
         tcb: TCP sequence state of a connected TCP socket (see :mod:`pktdemux.tcp`).
         inbox: delivered payloads, when the owner keeps them (REPL), else None.
-        rx_packets, rx_bytes: what was delivered to this socket.
+        rx_packets, rx_bytes: what was delivered to this socket (datagrams or
+            segments, and payload bytes).
+        mc_groups: multicast groups (packed addresses) the socket joined
+            (IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP).
+        multicast_all: IP_MULTICAST_ALL / IPV6_MULTICAST_ALL (default on):
+            receive every group some socket of the host joined.
+        no_check6_rx: UDP_NO_CHECK6_RX: accept IPv6 UDP with checksum 0.
     """
 
     proto: Proto
@@ -98,6 +104,9 @@ class Socket:
     inbox: list[bytes] | None = None
     rx_packets: int = 0
     rx_bytes: int = 0
+    mc_groups: set[bytes] = field(default_factory=set)
+    multicast_all: bool = True
+    no_check6_rx: bool = False
     sid: int = field(default_factory=lambda: next(_socket_ids))
 
     @property

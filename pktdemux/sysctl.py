@@ -21,6 +21,8 @@ DEFAULTS: Mapping[str, int | tuple[int, ...]] = MappingProxyType({
     "net.ipv4.icmp_msgs_per_sec": 1000,
     "net.ipv4.icmp_msgs_burst": 50,
     "net.ipv6.icmp.ratelimit": 100,
+    # a 256-bit map of ICMPv6 types, "0-1,3-127": every error but Packet Too Big
+    "net.ipv6.icmp.ratemask": ((1 << 128) - 1) & ~(1 << 2),
     "net.ipv4.icmp_echo_ignore_all": 0,
     "net.ipv4.icmp_echo_ignore_broadcasts": 1,
     "net.ipv6.icmp.echo_ignore_all": 0,

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 from .dropreason import DropReason
 from .packet import IpPacket, RouteType
 from .sockets import TcpState
-from .tcp_output import reset_for
+from .tcp_output import send_reset
 from .tcp_segment import RST, Segment, parse_header
 from .tcp_verdict import tcp_drop
 from .verdict import Verdict
-from .wire import PROTO_TCP, format_endpoint, transport_checksum_ok
+from .wire import PROTO_TCP, format_endpoint, pseudo_header_sum, transport_checksum_ok
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -48,7 +48,7 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
         return tcp_drop(DropReason.PKT_TOO_SMALL, "tcp", f"TCP data offset {doff} below 20 (tcp_v4_rcv)")
     if doff > seg_bytes:
         return tcp_drop(DropReason.NOT_SPECIFIED, "tcp", f"TCP data offset {doff} beyond the {seg_bytes}-byte segment")
-    if not transport_checksum_ok(pkt.src, pkt.dst, PROTO_TCP, pkt.raw[pkt.l4_offset:]):
+    if not checksum_ok(pkt):
         return tcp_drop(DropReason.TCP_CSUM, "tcp", "bad TCP checksum: dropped silently (tcp_checksum_complete)")
     seg = Segment(pkt, header, seg_bytes - doff)
     table = kernel.tcp
@@ -59,6 +59,17 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
         if sock is None:
             return no_socket(kernel, seg)
     return dispatch(kernel, sock, seg)
+
+
+def checksum_ok(pkt: IpPacket) -> bool:
+    """The TCP checksum verifies (tcp_checksum_complete), or was left for the
+    NIC: a segment captured on its sending host (checksum offload,
+    CHECKSUM_PARTIAL, as on loopback) holds only the pseudo-header sum."""
+    segment = pkt.raw[pkt.l4_offset:]
+    if transport_checksum_ok(pkt.src, pkt.dst, PROTO_TCP, segment):
+        return True
+    partial = pseudo_header_sum(pkt.src, pkt.dst, PROTO_TCP, len(segment))
+    return segment[16:18] == partial.to_bytes(2, "big")
 
 
 def dispatch(kernel: Kernel, sock, seg: Segment) -> Verdict:  # type: ignore[no-untyped-def]
@@ -91,6 +102,9 @@ def no_socket(kernel: Kernel, seg: Segment) -> Verdict:
         return tcp_drop(DropReason.NO_SOCKET, HANDLER_NO_SOCKET,
                         f"no socket on tcp {where}; no RST to a {seg.pkt.route.value} destination",
                         steps=_NO_SOCKET_STEPS)
-    return tcp_drop(DropReason.NO_SOCKET, HANDLER_NO_SOCKET, f"no socket on tcp {where}: RST sent",
-                    (reset_for(kernel, seg),),
+    replies = send_reset(kernel, seg)
+    if not replies:
+        return tcp_drop(DropReason.NO_SOCKET, HANDLER_NO_SOCKET,
+                        f"no socket on tcp {where}; IP options cannot be echoed: no RST", steps=_NO_SOCKET_STEPS)
+    return tcp_drop(DropReason.NO_SOCKET, HANDLER_NO_SOCKET, f"no socket on tcp {where}: RST sent", replies,
                     _NO_SOCKET_STEPS + ("RST per RFC 9293 §3.10.7.1 (tcp_v4_send_reset)",))

@@ -18,9 +18,10 @@ from .sockets import V4_MAPPED_PREFIX, Proto, Socket, TcpState
 from .tcp_output import (
     TS_ALIGNED,
     advertised_mss,
+    echoed_ip_options,
     has_ecn_setup,
     ms_clock,
-    reset_for,
+    send_reset,
     synack,
 )
 from .tcp_segment import ACK, FIN, MOD32, RST, SYN, Segment
@@ -52,8 +53,10 @@ def receive(kernel: Kernel, listener: Socket, seg: Segment, tw_isn: int | None =
     if flags & ACK:
         if flags & RST:
             return tcp_drop(DropReason.TCP_FLAGS, HANDLER, f"RST+ACK to listener {name}: dropped")
-        return tcp_drop(DropReason.TCP_FLAGS, HANDLER, f"ACK to listener {name}: RST seq=SEG.ACK",
-                        (reset_for(kernel, seg),), ("LISTEN: an ACK is unacceptable (RFC 9293 §3.10.7.2)",))
+        replies = send_reset(kernel, seg)
+        what = "RST seq=SEG.ACK" if replies else f"no RST to a {seg.pkt.route.value} destination"
+        return tcp_drop(DropReason.TCP_FLAGS, HANDLER, f"ACK to listener {name}: {what}", replies,
+                        ("LISTEN: an ACK is unacceptable (RFC 9293 §3.10.7.2)",))
     if flags & RST:
         return tcp_drop(DropReason.TCP_RESET, HANDLER, f"RST to listener {name}: dropped")
     if flags & SYN:
@@ -102,21 +105,18 @@ def conn_request(kernel: Kernel, listener: Socket, seg: Segment, tw_isn: int | N
         return tcp_drop(DropReason.TCP_REQQFULLDROP, HANDLER,
                         f"SYN queue of {name} past 3/4 of tcp_max_syn_backlog: SYN from an unproven peer dropped")
     isn = tw_isn if tw_isn is not None else kernel.entropy.isn()
-    req, tcb, offers = new_request(kernel, listener, seg, isn)
+    req, tcb = new_request(kernel, listener, seg, isn)
     kernel.tcp.insert_established(req)
     queue.requests += 1
-    reply = synack(kernel, seg, tcb, offer_wscale=offers[0], offer_sack=offers[1])
+    reply = synack(kernel, seg, tcb)
     return tcp_deliver(listener, HANDLER, f"SYN to {name}: request created, SYN-ACK sent", (reply,),
                        ("listener found (__inet_lookup_listener)", "request socket SYN_RECV (tcp_conn_request)",
                         "SYN-ACK (tcp_make_synack, spec §3.3)"))
 
 
-def new_request(kernel: Kernel, listener: Socket, seg: Segment, isn: int) -> tuple[Socket, Tcb, tuple[bool, bool]]:
-    """A SYN_RECV request socket for ``seg`` (inet_reqsk_alloc, tcp_openreq_init).
-
-    Returns the request, its TCB, and which of window scale / SACK the
-    SYN-ACK echoes.
-    """
+def new_request(kernel: Kernel, listener: Socket, seg: Segment, isn: int) -> tuple[Socket, Tcb]:
+    """A SYN_RECV request socket for ``seg`` and its TCB (inet_reqsk_alloc,
+    tcp_openreq_init); options are taken only when offered and enabled."""
     sysctls = kernel.sysctls
     opts = seg.options
     ts_ok = opts.tsval is not None and bool(sysctls.int("net.ipv4.tcp_timestamps"))
@@ -131,11 +131,10 @@ def new_request(kernel: Kernel, listener: Socket, seg: Segment, isn: int) -> tup
         mss=mss, rcv_mss=rcv_mss, rcv_wscale=rcv_wscale, snd_wscale=min(opts.wscale or 0, 14) if wscale_ok else 0,
         snd_wnd=seg.window, max_window=seg.window,
         ts_ok=ts_ok, ts_offset=kernel.entropy.ts_offset() if ts_ok else 0, ts_recent=opts.tsval or 0,
-        sack_ok=sack_ok, ecn_ok=_ecn_ok(kernel, seg), tos=_synack_tos(kernel, seg),
-        deadline=kernel.now + request_lifetime(kernel),
+        wscale_ok=wscale_ok, sack_ok=sack_ok, ecn_ok=_ecn_ok(kernel, seg), tos=_synack_tos(kernel, seg),
+        deadline=kernel.now + request_lifetime(kernel), ip_options=echoed_ip_options(kernel, seg) or b"",
     )
-    req = child_socket(listener, seg, TcpState.SYN_RECV, tcb)
-    return req, tcb, (wscale_ok, sack_ok)
+    return child_socket(listener, seg, TcpState.SYN_RECV, tcb), tcb
 
 
 def child_socket(listener: Socket, seg: Segment, state: TcpState, tcb: Tcb) -> Socket:
@@ -199,18 +198,16 @@ def _synack_tos(kernel: Kernel, seg: Segment) -> int:
 def _cookie_synack(kernel: Kernel, listener: Socket, seg: Segment, queue: ListenQueue) -> Verdict:
     """Answer a SYN with a cookie instead of a request (spec §3.5)."""
     queue.last_overflow = kernel.now
-    req, tcb, offers = new_request(kernel, listener, seg, tcp_cookies.cookie_isn(kernel, seg))
-    wscale_ok, sack_ok = offers
+    _, tcb = new_request(kernel, listener, seg, tcp_cookies.cookie_isn(kernel, seg))
     if not tcb.ts_ok:
         # tcp_clear_options: without timestamps only the MSS survives.
-        wscale_ok = sack_ok = False
-        tcb.ecn_ok = False
+        tcb.wscale_ok = tcb.sack_ok = tcb.ecn_ok = False
         tcb.rcv_wnd, tcb.rcv_wscale = initial_window(kernel, tcb.rcv_mss, False)
     else:
-        peer_ws = tcb.snd_wscale if wscale_ok else None
-        encoded = tcp_cookies.encode_tsval(ms_clock(kernel), peer_ws, sack_ok, tcb.ecn_ok)
+        peer_ws = tcb.snd_wscale if tcb.wscale_ok else None
+        encoded = tcp_cookies.encode_tsval(ms_clock(kernel), peer_ws, tcb.sack_ok, tcb.ecn_ok)
         tcb.ts_offset = (encoded + tcp_cookies.ts_offset(kernel, seg) - ms_clock(kernel)) & MOD32
-    reply = synack(kernel, seg, tcb, offer_wscale=wscale_ok, offer_sack=sack_ok)
+    reply = synack(kernel, seg, tcb)
     where = format_endpoint(seg.pkt.dst, seg.dport)
     return tcp_deliver(listener, HANDLER, f"SYN queue of {listener.display_name} over its backlog: "
                        f"SYN cookie sent (possible SYN flooding on port {where})", (reply,),
@@ -261,7 +258,8 @@ def _cookie_child(kernel: Kernel, listener: Socket, seg: Segment, peer_mss: int)
         iss=(seg.ack - 1) & MOD32, irs=(seg.seq - 1) & MOD32, snd_una=seg.ack, snd_nxt=seg.ack,
         rcv_nxt=seg.seq, rcv_wup=seg.seq, rcv_wnd=rcv_wnd, rcv_space=rcv_wnd, mss=mss,
         rcv_mss=mss - TS_ALIGNED if ts_ok else mss, rcv_wscale=rcv_wscale, snd_wscale=snd_wscale or 0,
-        ts_ok=ts_ok, ts_offset=ts_offset, ts_recent=opts.tsval or 0, sack_ok=sack_ok, ecn_ok=ecn_ok,
+        ts_ok=ts_ok, ts_offset=ts_offset, ts_recent=opts.tsval or 0, wscale_ok=snd_wscale is not None,
+        sack_ok=sack_ok, ecn_ok=ecn_ok,
         ip_id=kernel.entropy.socket_ip_id(),
     )
     return child_socket(listener, seg, TcpState.ESTABLISHED, tcb)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from .packet import RouteType
 from .tcp_options import synack_options, timestamp_option
-from .tcp_segment import ACK, CWR, ECE, FIN, MOD32, RST, SYN, Segment
+from .tcp_segment import ACK, CWR, ECE, MOD32, RST, SYN, Segment
 from .wire import PROTO_TCP, build_ipv4, build_ipv6, transport_checksum
 
 if TYPE_CHECKING:
@@ -54,14 +55,15 @@ def tcp_segment_bytes(
 
 
 def ip_packet(
-    kernel: Kernel, seg: Segment, tcp: bytes, *, tos: int, ip_id: int = 0,
+    kernel: Kernel, seg: Segment, tcp: bytes, *, tos: int, ip_id: int = 0, options: bytes = b"",
 ) -> bytes:
-    """``tcp`` in an IP header answering ``seg``'s packet (DF set, TTL 64)."""
+    """``tcp`` in an IP header answering ``seg``'s packet (DF set, TTL 64);
+    ``options`` are IPv4 options echoed from the received packet."""
     pkt = seg.pkt
     if pkt.version == 4:
         return build_ipv4(
             src=pkt.dst, dst=pkt.src, proto=PROTO_TCP, payload=tcp,
-            ttl=kernel.sysctls.int("net.ipv4.ip_default_ttl"), tos=tos, ident=ip_id, df=True,
+            ttl=kernel.sysctls.int("net.ipv4.ip_default_ttl"), tos=tos, ident=ip_id, df=True, options=options,
         )
     label = 0
     if kernel.sysctls.int("net.ipv6.auto_flowlabels"):
@@ -74,25 +76,46 @@ def ip_packet(
 
 def reply(
     kernel: Kernel, seg: Segment, seq: int, ack: int, flags: int, window: int,
-    options: bytes = b"", *, tos: int, ip_id: int = 0,
+    options: bytes = b"", *, tos: int, ip_id: int = 0, ip_options: bytes = b"",
 ) -> bytes:
     """A TCP segment from ``seg``'s destination back to its source."""
     pkt = seg.pkt
     tcp = tcp_segment_bytes(pkt.dst, pkt.src, seg.dport, seg.sport, seq, ack, flags, window, options)
-    return ip_packet(kernel, seg, tcp, tos=tos, ip_id=ip_id)
+    return ip_packet(kernel, seg, tcp, tos=tos, ip_id=ip_id, options=ip_options)
 
 
-def reset_for(kernel: Kernel, seg: Segment) -> bytes:
-    """The RST answering ``seg`` (net/ipv4/tcp_ipv4.c:tcp_v4_send_reset, spec §3.1).
+def echoed_ip_options(kernel: Kernel, seg: Segment) -> bytes | None:
+    """The IPv4 options a reply to ``seg`` carries (__ip_options_echo: Record
+    Route and Timestamp), b"" when none, None when the kernel cannot echo
+    them and so sends no reply."""
+    pkt = seg.pkt
+    if pkt.version != 4 or not pkt.options:
+        return b""
+    from .ip_options import echo_options
 
-    ACK set: seq = SEG.ACK, RST only.  ACK clear: seq 0, RST+ACK with
-    ack = SEG.SEQ + SEG.LEN.  No options, window 0, TOS with ECN bits cleared,
-    DF, IPv4 ID 0.  The caller makes sure ``seg`` is not itself a RST.
+    routing = kernel.routing
+    return echo_options(pkt.raw, pkt.parsed_options, pkt.dst, lambda a: not routing.is_local(a), kernel.now)
+
+
+def send_reset(kernel: Kernel, seg: Segment) -> tuple[bytes, ...]:
+    """The RST answering ``seg`` as a tuple of replies (tcp_v4_send_reset,
+    tcp_v6_send_reset; spec §3.1); empty when the kernel sends none.
+
+    Never for a RST, never unless the destination is a local unicast address
+    (RTN_LOCAL / ipv6_unicast_destination), never when the IP options cannot
+    be echoed.  ACK set: seq = SEG.ACK, RST only.  ACK clear: seq 0, RST+ACK
+    with ack = SEG.SEQ + SEG.LEN.  No TCP options, window 0, TOS with the
+    ECN bits cleared, DF, IPv4 ID 0, received IPv4 options echoed.
     """
+    if seg.flags & RST or seg.pkt.route is not RouteType.LOCAL:
+        return ()
+    ip_options = echoed_ip_options(kernel, seg)
+    if ip_options is None:
+        return ()
     tos = seg.pkt.tos & ~_ECN_MASK
     if seg.flags & ACK:
-        return reply(kernel, seg, seg.ack, 0, RST, 0, tos=tos)
-    return reply(kernel, seg, 0, seg.end_seq, RST | ACK, 0, tos=tos)
+        return (reply(kernel, seg, seg.ack, 0, RST, 0, tos=tos, ip_options=ip_options),)
+    return (reply(kernel, seg, 0, seg.end_seq, RST | ACK, 0, tos=tos, ip_options=ip_options),)
 
 
 def ms_clock(kernel: Kernel) -> int:
@@ -125,18 +148,19 @@ def device_mtu(kernel: Kernel, device: str) -> int:
     return 1500
 
 
-def synack(kernel: Kernel, seg: Segment, tcb: Tcb, *, offer_wscale: bool, offer_sack: bool) -> bytes:
+def synack(kernel: Kernel, seg: Segment, tcb: Tcb) -> bytes:
     """The SYN-ACK of a request (tcp_make_synack, spec §3.3).
 
     ``tcb`` holds the request: ISS, RCV.NXT, MSS, the initial window, the
-    timestamp decision and offset, ECN.  Options are echoed only when the SYN
-    offered them (``offer_*``, already filtered by the sysctls).
+    option decisions (each only when the SYN offered it and its sysctl is
+    on), the timestamp offset, ECN.
     """
     ts = (tsval(kernel, tcb), tcb.ts_recent) if tcb.ts_ok else None
-    wscale = tcb.rcv_wscale if offer_wscale else None
-    options = synack_options(tcb.mss, ts, offer_sack, wscale)
+    wscale = tcb.rcv_wscale if tcb.wscale_ok else None
+    options = synack_options(tcb.mss, ts, tcb.sack_ok, wscale)
     flags = SYN | ACK | (ECE if tcb.ecn_ok else 0)
-    return reply(kernel, seg, tcb.iss, tcb.rcv_nxt, flags, min(tcb.rcv_wnd, 0xFFFF), options, tos=tcb.tos)
+    return reply(kernel, seg, tcb.iss, tcb.rcv_nxt, flags, min(tcb.rcv_wnd, 0xFFFF), options, tos=tcb.tos,
+                 ip_options=tcb.ip_options)
 
 
 def select_window(tcb: Tcb, queued: int) -> int:
@@ -173,7 +197,8 @@ def socket_segment(kernel: Kernel, seg: Segment, tcb: Tcb, flags: int = ACK, que
     options = timestamp_option(tsval(kernel, tcb), tcb.ts_recent) if tcb.ts_ok else b""
     ip_id = tcb.ip_id
     tcb.ip_id = (ip_id + 1) & 0xFFFF
-    return reply(kernel, seg, tcb.snd_nxt, tcb.rcv_nxt, flags, window, options, tos=0, ip_id=ip_id)
+    return reply(kernel, seg, tcb.snd_nxt, tcb.rcv_nxt, flags, window, options, tos=0, ip_id=ip_id,
+                 ip_options=tcb.ip_options)
 
 
 def control_ack(kernel: Kernel, seg: Segment, tcb: Tcb, *, tos: int) -> bytes:
@@ -189,5 +214,3 @@ def has_ecn_setup(seg: Segment) -> bool:
     """A SYN asking for ECN: ECE and CWR both set (RFC 3168 §6.1.1)."""
     return seg.flags & (ECE | CWR) == ECE | CWR
 
-
-__all__ = ["FIN", "advertised_mss", "control_ack", "reset_for", "socket_segment", "synack"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
-from .tcp_output import control_ack, reset_for, synack
+from .tcp_output import control_ack, send_reset, synack
 from .tcp_ratelimit import oow_rate_limited
 from .tcp_segment import ACK, MOD32, RST, SYN, Segment, seq_after
 from .tcp_table import release_request_slot
@@ -71,8 +71,7 @@ def _retransmitted_syn(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
     if oow_rate_limited(kernel, tcb, seg):
         return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER,
                         "retransmitted SYN within tcp_invalid_ratelimit: no SYN-ACK")
-    reply = synack(kernel, seg, tcb, offer_wscale=seg.options.wscale is not None and bool(tcb.rcv_wscale),
-                   offer_sack=tcb.sack_ok)
+    reply = synack(kernel, seg, tcb)
     return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER, "retransmitted SYN: SYN-ACK sent again (same ISN)",
                     (reply,), ("inet_rtx_syn_ack from tcp_check_req",))
 
@@ -82,7 +81,7 @@ def _embryonic_reset(kernel: Kernel, req: Socket, seg: Segment, flags: int) -> V
     if flags & RST:
         return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER, "in-window RST: request removed silently")
     return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER, "in-window SYN with a new sequence: RST, request removed",
-                    (reset_for(kernel, seg),), ("embryonic reset (tcp_check_req)",))
+                    send_reset(kernel, seg), ("embryonic reset (tcp_check_req)",))
 
 
 def _final_ack(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
@@ -103,7 +102,7 @@ def _final_ack(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
         kernel.tcp.remove_established(req)
         return tcp_drop(DropReason.TCP_LISTEN_OVERFLOW, HANDLER,
                         f"accept queue of {name} full, tcp_abort_on_overflow=1: RST",
-                        (reset_for(kernel, seg),))
+                        send_reset(kernel, seg))
     release_request_slot(req)
     req.state = TcpState.ESTABLISHED
     tcb.deadline = 0.0

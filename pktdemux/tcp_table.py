@@ -17,7 +17,8 @@ identity"); IPv6 buckets hold AF_INET6 sockets only.
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
+import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -55,7 +56,7 @@ def established_key(sock: Socket) -> EstablishedKey:
 class TcpTable:
     """Every TCP socket the receive path can find."""
 
-    __slots__ = ("established", "_listen4", "_listen6", "_groups", "_expiry")
+    __slots__ = ("established", "_listen4", "_listen6", "_groups", "_expiry", "_order")
 
     def __init__(self) -> None:
         #: 4-tuple → socket (connections, requests, TIME_WAIT)
@@ -63,7 +64,9 @@ class TcpTable:
         self._listen4: dict[tuple[bytes, int], list[Socket]] = {}
         self._listen6: dict[tuple[bytes, int], list[Socket]] = {}
         self._groups: dict[Socket, ReuseportGroup] = {}
-        self._expiry: deque[tuple[float, Socket]] = deque()
+        #: heap of (deadline, insertion number, socket); stale entries are skipped
+        self._expiry: list[tuple[float, int, Socket]] = []
+        self._order = itertools.count()
 
     # -- registration -----------------------------------------------------
 
@@ -114,13 +117,12 @@ class TcpTable:
             ValueError: if ``sock`` has no peer.
         """
         self.established[established_key(sock)] = sock
-        deadline = getattr(sock.tcb, "deadline", 0.0)
-        if deadline:
-            self._expiry.append((deadline, sock))
+        if getattr(sock.tcb, "deadline", 0.0):
+            self.schedule(sock)
 
     def schedule(self, sock: Socket) -> None:
         """Queue ``sock`` for expiry at its (new) ``tcb.deadline``."""
-        self._expiry.append((sock.tcb.deadline, sock))
+        heapq.heappush(self._expiry, (sock.tcb.deadline, next(self._order), sock))
 
     def remove_established(self, sock: Socket) -> None:
         """Remove ``sock`` from the established table (no error if absent).
@@ -140,12 +142,11 @@ class TcpTable:
         expired = []
         queue = self._expiry
         while queue and queue[0][0] <= now:
-            _, sock = queue.popleft()
+            scheduled, _, sock = heapq.heappop(queue)
             deadline = getattr(sock.tcb, "deadline", 0.0)
-            if deadline > now:
-                queue.append((deadline, sock))
-                continue
-            if sock.state in (TcpState.SYN_RECV, TcpState.TIME_WAIT, TcpState.FIN_WAIT2) and deadline:
+            if deadline != scheduled:
+                continue  # rescheduled (a later entry exists) or no longer timed
+            if sock.state in (TcpState.SYN_RECV, TcpState.TIME_WAIT, TcpState.FIN_WAIT2):
                 self.remove_established(sock)
                 expired.append(sock)
         return expired

@@ -37,7 +37,7 @@ class Tcb:
         ts_ok: timestamps negotiated.
         ts_offset: added to the ms clock to make TSval (tcp_sock.tsoffset).
         ts_recent: last TSval accepted from the peer (TSecr to send).
-        sack_ok, ecn_ok: SACK / ECN negotiated.
+        wscale_ok, sack_ok, ecn_ok: window scaling / SACK / ECN negotiated.
         ip_id: next IPv4 ID of a full socket (inet_sock.inet_id).
         last_oow_ack_time: time of the last rate-limited reply, or None.
         synced: False while SND.NXT/RCV.NXT are unknown (a host-file
@@ -47,6 +47,8 @@ class Tcb:
         tos: the SYN's TOS byte (kept for tcp_reflect_tos).
         ofo: out-of-order segments held: (seq, end_seq, fin) tuples.
         fin_sent: our FIN has been sent (SND.NXT counts it).
+        ip_options: IPv4 options the connection's packets carry, echoed from
+            the SYN (tcp_v4_save_options).
     """
 
     iss: int = 0
@@ -67,6 +69,7 @@ class Tcb:
     ts_ok: bool = False
     ts_offset: int = 0
     ts_recent: int = 0
+    wscale_ok: bool = False
     sack_ok: bool = False
     ecn_ok: bool = False
     ip_id: int = 0
@@ -77,6 +80,7 @@ class Tcb:
     tos: int = 0
     ofo: list[tuple[int, int, bool]] = field(default_factory=list)
     fin_sent: bool = False
+    ip_options: bytes = b""
 
     def receive_window(self) -> int:
         """Bytes the peer may still send beyond RCV.NXT (tcp_receive_window)."""

@@ -118,11 +118,13 @@ class Case:
 
 @dataclass
 class EmulatedPacket:
-    """The emulation's outcome for one injection (and its handshake ACK)."""
+    """The emulation's outcome for one injection (and its handshake ACK);
+    ``error`` describes an exception Kernel.receive raised (a core bug)."""
 
     verdicts: list[Verdict]
     replies: list[bytes]
     followup: bytes | None = None
+    error: str | None = None
 
 
 def connection_tcb_values(conn: ConnectionState) -> dict[str, Any]:
@@ -171,13 +173,21 @@ def run_emulation(
     out = []
     for injection, packet in zip(case.packets, packets):
         now = T0 + injection.offset
-        verdict = kernel.receive(packet, now=now, device=device)
+        try:
+            verdict = kernel.receive(packet, now=now, device=device)
+        except Exception as exc:  # reported per packet: receive() must never raise
+            out.append(EmulatedPacket([], [], error=_exception_note(exc)))
+            continue
         result = EmulatedPacket([verdict], list(verdict.replies))
         if injection.complete_handshake:
             for reply in verdict.replies:
                 ack = final_ack(packet, reply)
                 if ack is not None:
-                    more = kernel.receive(ack, now=now + 1e-6, device=device)
+                    try:
+                        more = kernel.receive(ack, now=now + 1e-6, device=device)
+                    except Exception as exc:  # as above
+                        result.error = f"on the handshake's final ACK: {_exception_note(exc)}"
+                        break
                     result.verdicts.append(more)
                     result.replies += list(more.replies)
                     result.followup = ack
@@ -186,7 +196,24 @@ def run_emulation(
     return kernel, out
 
 
+def _exception_note(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else ""
+    return f"Kernel.receive raised {type(exc).__name__}: {exc}{where}"
+
+
 # --------------------------------------------------------------------------- comparison
+
+#: Hex shown per packet in a report (characters); longer packets are cut.
+HEX_SHOWN = 240
+
+
+def _hex(packet: bytes) -> str:
+    text = packet.hex()
+    return text if len(text) <= HEX_SHOWN else f"{text[:HEX_SHOWN]}... ({len(packet)} bytes)"
+
 
 def summary(packet: bytes) -> str:
     """One line: addresses, ports, protocol and the telling header fields."""
@@ -210,17 +237,17 @@ def _reply_differences(kernel: Sequence[bytes], emulated: Sequence[bytes]) -> li
     for j, (k, e) in enumerate(zip(kernel, emulated)):
         if mask_random_fields(k) != mask_random_fields(e):
             notes.append(f"reply {j}: {first_difference(k, e) or 'bytes differ'}\n"
-                         f"      kernel:    {summary(k)}\n        {k.hex()}\n"
-                         f"      emulation: {summary(e)}\n        {e.hex()}")
+                         f"      kernel:    {summary(k)}\n        {_hex(k)}\n"
+                         f"      emulation: {summary(e)}\n        {_hex(e)}")
     for j, k in enumerate(kernel[len(emulated):], len(emulated)):
-        notes.append(f"reply {j} only from the kernel: {summary(k)}\n        {k.hex()}")
+        notes.append(f"reply {j} only from the kernel: {summary(k)}\n        {_hex(k)}")
     for j, e in enumerate(emulated[len(kernel):], len(kernel)):
-        notes.append(f"reply {j} only from the emulation: {summary(e)}\n        {e.hex()}")
+        notes.append(f"reply {j} only from the emulation: {summary(e)}\n        {_hex(e)}")
     return notes
 
 
 def _verdict_note(result: EmulatedPacket) -> str:
-    parts = []
+    parts = [result.error] if result.error else []
     for v in result.verdicts:
         who = ",".join(s.display_name for s in v.sockets)
         parts.append(f"{v.verdict} {v.reason or who} ({v.handler}: {v.note})")
@@ -284,6 +311,8 @@ def _receipts(case: Case, oracle: OracleResult, emulated: Sequence[EmulatedPacke
         for a in report.accepted:
             kernel_got[group][("accept", _plain(a.peer), a.pport, _plain(a.local), a.lport)] += 1
     for injection, result in zip(oracle.packets, emulated):
+        if not result.verdicts:
+            continue
         first = result.verdicts[0]
         datagram = udp_datagram(injection.packet)
         if datagram is not None and first.delivered:
@@ -313,8 +342,9 @@ def compare(case: Case, oracle: OracleResult, emulated: Sequence[EmulatedPacket]
     notes = []
     for i, (mine, theirs) in enumerate(zip(emulated, oracle.packets)):
         diffs = _reply_differences(theirs.reply_bytes, mine.replies)
-        if diffs:
+        if diffs or mine.error:
             head = (f"[{case.name}] packet {case.labels[i]} (#{i}): {summary(theirs.packet)}\n"
+                    f"    incoming: {_hex(theirs.packet)}\n"
                     f"    emulation verdict: {_verdict_note(mine)}\n    ")
             notes.append(head + "\n    ".join(diffs))
     notes += [f"[{case.name}] {n}" for n in _receipts(case, oracle, emulated)]
@@ -338,9 +368,14 @@ def run_both(case: Case, seed: int = SEED) -> tuple[OracleResult, list[EmulatedP
     return oracle, emulated, compare(case, oracle, emulated)
 
 
+#: Disagreements listed in full in one failure message; the rest are counted.
+NOTES_SHOWN = 40
+
+
 def assert_agree(notes: Iterable[str]) -> None:
-    """Fail with every disagreement listed."""
+    """Fail with the disagreements listed (the first :data:`NOTES_SHOWN`)."""
     notes = list(notes)
     if notes:
-        pytest.fail(f"{len(notes)} disagreement(s) between Linux and the emulation:\n" + "\n".join(notes),
-                    pytrace=False)
+        shown = "\n".join(notes[:NOTES_SHOWN])
+        more = f"\n... and {len(notes) - NOTES_SHOWN} more" if len(notes) > NOTES_SHOWN else ""
+        pytest.fail(f"{len(notes)} disagreement(s) between Linux and the emulation:\n{shown}{more}", pytrace=False)

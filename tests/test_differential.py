@@ -10,8 +10,6 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.packet import Raw
 
-pytestmark = pytest.mark.kernel
-
 LOCAL4, LOCAL6 = "10.0.0.1", "fd00::1"
 LINUX_SYN = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 0)), ("NOP", None), ("WScale", 7)]
 
@@ -143,12 +141,14 @@ def _vector_case(name: str, with_listeners: bool) -> Case:
     return case
 
 
+@pytest.mark.kernel
 def test_vectors_without_sockets(differential) -> None:
     """T, U, I and V vectors (no socket on the port) agree with Linux."""
     _, _, notes = differential(_vector_case("§12.1 no sockets", with_listeners=False))
     assert_agree(notes)
 
 
+@pytest.mark.kernel
 def test_vectors_with_listeners(differential) -> None:
     """L01–L16 and V08 (listeners on 10.0.0.1:80 and [::]:80 V6ONLY) agree with Linux."""
     _, _, notes = differential(_vector_case("§12.1 listeners", with_listeners=True))
@@ -176,6 +176,7 @@ SELECTION_SOCKETS = [
 ]
 
 
+@pytest.mark.kernel
 def test_listener_selection(differential) -> None:
     """S01–S09: which listener accepts the connection (handshakes completed),
     and the SYN-ACK or RST each SYN gets."""
@@ -221,6 +222,7 @@ UDP_SOCKETS = [
 ]
 
 
+@pytest.mark.kernel
 def test_udp_delivery(differential) -> None:
     """S27–S33: which sockets receive each datagram (unicast scoring,
     connected sockets, dual stack, V6ONLY, broadcast fan-out)."""

@@ -7,7 +7,7 @@ import errno
 import os
 
 import pytest
-from kernel_support import Case, host_toml
+from kernel_support import Case, host_toml, require_oracle
 
 from pktdemux.matching import mask_random_fields
 from pktdemux.oracle import (
@@ -125,6 +125,14 @@ def test_failing_namespace_creation_means_unavailable(monkeypatch: pytest.Monkey
         run_scenario(Scenario.evenly_spaced(PLAIN_HOST, [T01_IN]))
 
 
+@pytest.mark.parametrize("ci, outcome", [("", pytest.skip.Exception), ("true", pytest.fail.Exception)])
+def test_unavailable_kernel_skips_outside_ci_and_fails_in_ci(monkeypatch, ci, outcome) -> None:
+    """Under CI=true a missing namespace fails the kernel tests; elsewhere they skip, saying why."""
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="needs root"):
+        require_oracle(OracleUnavailable("needs root"))
+
+
 # --------------------------------------------------------------------------- on the real kernel
 
 @pytest.mark.kernel
@@ -200,3 +208,27 @@ def test_bad_sysctl_is_a_scenario_error(kernel_oracle) -> None:
     host = {"host": {"addresses": ["10.0.0.1/24"]}, "sysctl": {"net.ipv4.no_such_thing": 1}}
     with pytest.raises(OracleError, match="no_such_thing"):
         kernel_oracle(Scenario.evenly_spaced(host, [T01_IN]))
+
+
+def test_host_setup_from_the_parsed_host_file() -> None:
+    """A HostSpec gives the same set-up as its TOML text."""
+    from pktdemux.hostfile import parse_host
+
+    text = host_toml([{"label": "udp://[::]:53", "v6only": True, "name": "dns"},
+                      {"label": "tcp://10.0.0.1:80", "peer": "10.0.0.2:6000", "reuseaddr": True}],
+                     sysctls={"net.ipv4.icmp_ratelimit": 0})
+    assert HostSetup.from_spec(parse_host(text)) == HostSetup.from_toml(text)
+
+
+@pytest.mark.kernel
+def test_replies_to_the_hosts_own_address_are_seen_on_lo(kernel_oracle) -> None:
+    """A packet from the host's own IPv6 address is answered through lo; the
+    oracle reports that reply, with the checksum a wire would carry."""
+    from pktdemux.wire import transport_checksum_ok
+
+    own = bytes.fromhex("fd000000000000000000000000000001")
+    syn = build_segment(src=own, dst=own, sport=59012, dport=313, seq=5, ack=0, flags=SYN)
+    result = kernel_oracle(Scenario.evenly_spaced(PLAIN_HOST, [syn]))
+    (reply,) = result.packets[0].reply_bytes
+    assert parse_tcp(reply).flags == 0x14  # RST+ACK from the closed port
+    assert transport_checksum_ok(own, own, 6, reply[40:])

@@ -24,8 +24,6 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.packet import Raw
 
-pytestmark = pytest.mark.kernel
-
 SEED = 61820
 SCENARIOS = 14
 PACKETS = 150
@@ -242,6 +240,7 @@ def test_generator_is_deterministic_and_big_enough() -> None:
     assert all(ipaddress.ip_address(label.split("//")[1].rsplit(":", 1)[0].strip("[]")) for label in labels)
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("index", range(SCENARIOS))
 def test_random_scenario(differential, index: int) -> None:
     """Every packet of random scenario ``index``: same replies, same receivers."""

@@ -2,9 +2,9 @@
 the packets to inject, with their time offsets.
 
 The host follows the host-file model (``[host]``, ``[sysctl]``,
-``[[sockets]]``).  It can be given as the parsed TOML mapping, as TOML text,
-or as any object with the same attributes (the host file's parsed spec), so
-that the oracle and the emulation are set up from one source.
+``[[sockets]]``).  It can be given as TOML text, as the parsed TOML mapping,
+or as the parsed :class:`pktdemux.hostfile.HostSpec`, so that the oracle and
+the emulation are set up from one source.
 """
 
 from __future__ import annotations
@@ -181,10 +181,12 @@ class HostSetup:
 
     @classmethod
     def from_spec(cls, spec: Any) -> HostSetup:
-        """From a parsed host-file spec object (duck-typed: a ``host``-like
-        object with ``addresses``/``interface``/``mtu``, ``sysctl`` or
-        ``sysctls``, and ``sockets`` whose items carry the ``[[sockets]]``
-        keys as attributes), or from a mapping or TOML text.
+        """From a parsed host file (:class:`pktdemux.hostfile.HostSpec`), or
+        from anything :meth:`from_mapping` or :meth:`from_toml` reads.
+
+        Raises:
+            ValueError: for a malformed host, or a spec with more than one
+                non-loopback device.
         """
         if isinstance(spec, HostSetup):
             return spec
@@ -192,27 +194,9 @@ class HostSetup:
             return cls.from_toml(spec)
         if isinstance(spec, Mapping):
             return cls.from_mapping(spec)
-        host = getattr(spec, "host", spec)
-        sysctls = getattr(spec, "sysctls", None) or getattr(spec, "sysctl", None) or {}
-        if hasattr(sysctls, "changed"):
-            sysctls = sysctls.changed()
-        mapping = {
-            "host": {
-                "addresses": [str(a) for a in getattr(host, "addresses")],
-                "interface": getattr(host, "interface", None),
-                "mtu": getattr(host, "mtu", None),
-            },
-            "sysctl": dict(sysctls),
-            "sockets": [_socket_attrs(s) for s in getattr(spec, "sockets", ())],
-        }
-        return cls.from_mapping(mapping)
+        from ..hostfile import host_to_dict
 
-
-def _socket_attrs(sock: Any) -> dict[str, Any]:
-    if isinstance(sock, Mapping):
-        return dict(sock)
-    keys = ("label", "name", "listen", "peer", "reuseport", "reuseaddr", "v6only", "device", "uid")
-    return {k: getattr(sock, k) for k in keys if hasattr(sock, k)}
+        return cls.from_mapping(host_to_dict(spec))
 
 
 @dataclass(frozen=True, slots=True)

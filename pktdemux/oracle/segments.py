@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..wire import PROTO_TCP, build_ipv4, build_ipv6, transport_checksum
+from ..wire import PROTO_TCP, PROTO_UDP, build_ipv4, build_ipv6, transport_checksum
 
 _TCP = struct.Struct("!HHIIBBHHH")
 
@@ -132,4 +132,35 @@ def rebase_ack(packet: bytes, isn: int) -> bytes:
     segment[8:12] = ((view.ack + isn) & 0xFFFFFFFF).to_bytes(4, "big")
     segment[16:18] = b"\0\0"
     segment[16:18] = transport_checksum(view.src, view.dst, PROTO_TCP, bytes(segment)).to_bytes(2, "big")
+    return packet[:l4] + bytes(segment) + packet[end:]
+
+
+def complete_checksum(packet: bytes) -> bytes:
+    """``packet`` with its TCP or UDP checksum computed over the whole segment.
+
+    Packets the kernel sends through ``lo`` leave the checksum to the device
+    (checksum offload): only the pseudo-header sum is filled in.  This gives
+    the bytes a real wire would carry.  IPv4 or IPv6 without extension
+    headers only; other packets are returned unchanged.
+    """
+    if len(packet) < 20:
+        return packet
+    version = packet[0] >> 4
+    if version == 4:
+        l4, proto = (packet[0] & 0x0F) * 4, packet[9]
+        src, dst, end = packet[12:16], packet[16:20], int.from_bytes(packet[2:4], "big")
+    elif version == 6 and len(packet) >= 40:
+        l4, proto = 40, packet[6]
+        src, dst, end = packet[8:24], packet[24:40], 40 + int.from_bytes(packet[4:6], "big")
+    else:
+        return packet
+    at = {PROTO_TCP: 16, PROTO_UDP: 6}.get(proto)
+    segment = bytearray(packet[l4:end])
+    if at is None or len(segment) < at + 2:
+        return packet
+    segment[at:at + 2] = b"\0\0"
+    csum = transport_checksum(src, dst, proto, bytes(segment))
+    if proto == PROTO_UDP and csum == 0:
+        csum = 0xFFFF  # RFC 768: a computed zero is sent as all ones
+    segment[at:at + 2] = csum.to_bytes(2, "big")
     return packet[:l4] + bytes(segment) + packet[end:]

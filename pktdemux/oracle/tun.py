@@ -11,16 +11,20 @@ import fcntl
 import ipaddress
 import os
 import select
+import socket
 import struct
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
 
 from .noise import is_background_noise
+from .segments import complete_checksum
 
 _TUNSETIFF = 0x400454CA
 _IFF_TUN = 0x0001
 _IFF_NO_PI = 0x1000
+_ETH_P_ALL = 0x0003
+_PACKET_OUTGOING = 4
 
 #: Set before the device exists so that it never solicits routers, runs DAD
 #: or makes a link-local address: the host has exactly the addresses its
@@ -66,7 +70,8 @@ def _ip(*args: str) -> None:
 class TunDevice:
     """A TUN device (IFF_TUN | IFF_NO_PI): packets written to it arrive at
     the kernel as if from the wire, packets the kernel routes out of it are
-    read back.
+    read back.  After :meth:`configure`, packets the kernel sends to its own
+    addresses (they go out of ``lo``) are read back too.
 
     Args:
         name: the device name (at most 15 bytes).
@@ -84,6 +89,7 @@ class TunDevice:
             raise SetupError(f"creating TUN device {name!r}: {exc.strerror}") from None
         #: background packets read and discarded so far
         self.noise = 0
+        self._lo: socket.socket | None = None
 
     def configure(self, addresses: Iterable[str], mtu: int | None) -> None:
         """Bring ``lo`` and the device up with these addresses.
@@ -108,6 +114,10 @@ class TunDevice:
         _ip("link", "set", self.name, "up")
         _ip("route", "add", "default", "dev", self.name)
         _ip("-6", "route", "add", "default", "dev", self.name)
+        # A reply to one of the host's own addresses is looped back through lo.
+        self._lo = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_ALL))
+        self._lo.bind(("lo", 0))
+        self._lo.setblocking(False)
 
     def write(self, packet: bytes) -> None:
         """Inject one IP packet."""
@@ -122,21 +132,35 @@ class TunDevice:
             left = deadline - time.monotonic()
             if left <= 0:
                 return out
-            select.select([self.fd], [], [], left)
+            select.select([self.fd] + ([self._lo] if self._lo else []), [], [], left)
 
     def read_ready(self) -> list[tuple[float, bytes]]:
-        """The packets already queued, without waiting, noise removed."""
-        out = []
+        """The packets already queued, without waiting, noise removed, in the
+        order they were read (the TUN device first, then ``lo``)."""
+        out: list[tuple[float, bytes]] = []
         while True:
             try:
                 packet = os.read(self.fd, 65536)
             except BlockingIOError:
-                return out
-            if is_background_noise(packet):
-                self.noise += 1
-            else:
-                out.append((time.monotonic(), packet))
+                break
+            self._keep(out, packet)
+        while self._lo is not None:
+            try:
+                packet, addr = self._lo.recvfrom(65536)
+            except BlockingIOError:
+                break
+            if addr[2] == _PACKET_OUTGOING:  # each looped packet is also seen coming in
+                self._keep(out, complete_checksum(packet))
+        return out
+
+    def _keep(self, out: list[tuple[float, bytes]], packet: bytes) -> None:
+        if is_background_noise(packet):
+            self.noise += 1
+        else:
+            out.append((time.monotonic(), packet))
 
     def close(self) -> None:
         """Close the device's file descriptor (the device disappears)."""
+        if self._lo is not None:
+            self._lo.close()
         os.close(self.fd)

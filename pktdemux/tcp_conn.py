@@ -1,0 +1,267 @@
+"""A segment for a synchronized connection: ESTABLISHED, FIN_WAIT1,
+CLOSE_WAIT, CLOSING, LAST_ACK (net/ipv4/tcp_input.c: tcp_rcv_established,
+tcp_rcv_state_process, tcp_validate_incoming, tcp_ack, tcp_data_queue,
+tcp_fin; spec §3.6).
+
+Order: flags, sequence check (RFC 9293 §3.10.7.4, tcp_sequence), RST
+(RFC 5961 §3.2), SYN (RFC 5961 §4.2), ACK (RFC 5961 §5.2), data, FIN.
+Replies come from the full socket: seq = SND.NXT, ack = RCV.NXT, DF, the
+socket's IPv4 ID counter.  Delayed ACKs are not modelled: in-order data and
+FINs are ACKed at once, as Linux does in quick-ACK mode.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .dropreason import DropReason
+from .sockets import Socket, TcpState
+from .tcp_listen import initial_window
+from .tcp_output import TS_ALIGNED, advertised_mss, socket_segment
+from .tcp_ratelimit import limited, oow_rate_limited
+from .tcp_segment import ACK, FIN, MOD32, RST, SYN, Segment, seq_after, seq_before
+from .tcp_tcb import Tcb
+from .tcp_verdict import tcp_deliver, tcp_drop
+from .verdict import Verdict
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+HANDLER = "tcp established"
+#: TIME_WAIT and orphaned FIN_WAIT2 last this long (TCP_TIMEWAIT_LEN, tcp_fin_timeout).
+TIMEWAIT_LEN = 60.0
+_RESET_CHECK_STATES = (TcpState.CLOSE_WAIT, TcpState.LAST_ACK, TcpState.CLOSING)
+_AFTER_FIN_STATES = (TcpState.CLOSE_WAIT, TcpState.CLOSING, TcpState.LAST_ACK)
+
+
+def receive(kernel: Kernel, sock: Socket, seg: Segment) -> Verdict:
+    """Process ``seg`` on a connected socket."""
+    tcb = sock.tcb if isinstance(sock.tcb, Tcb) and sock.tcb.synced else learn(kernel, sock, seg)
+    flags = seg.flags
+    if not flags & (ACK | RST | SYN):
+        return tcp_drop(DropReason.TCP_FLAGS, HANDLER, "segment without ACK, RST or SYN")
+    bad_sequence = _sequence_check(tcb, seg)
+    if bad_sequence is not None:
+        return _out_of_window(kernel, sock, tcb, seg, bad_sequence)
+    if flags & RST:
+        if seg.seq == tcb.rcv_nxt or _reset_check(sock, tcb, seg):
+            return _reset(kernel, sock, "RST at RCV.NXT: connection reset (ECONNRESET)")
+        return _challenge(kernel, tcb, seg, DropReason.TCP_RESET, "in-window RST not at RCV.NXT")
+    if flags & SYN:
+        return _challenge(kernel, tcb, seg, DropReason.TCP_INVALID_SYN, "SYN on a synchronized connection")
+    ack_verdict = _process_ack(kernel, sock, tcb, seg)
+    if ack_verdict is not None:
+        return ack_verdict
+    if sock.state is TcpState.CLOSE:
+        return tcp_deliver(sock, HANDLER, "ACK of our FIN: connection closed")
+    return _process_text(kernel, sock, tcb, seg)
+
+
+def learn(kernel: Kernel, sock: Socket, seg: Segment) -> Tcb:
+    """Sequence state for a connection whose numbers were unknown (a
+    host-file connection): RCV.NXT and SND.NXT from its first segment."""
+    mss = advertised_mss(kernel, seg)
+    ts_ok = seg.options.tsval is not None
+    rcv_mss = mss - TS_ALIGNED if ts_ok else mss
+    rcv_wnd, rcv_wscale = initial_window(kernel, rcv_mss, True)
+    seq = (seg.seq + 1) & MOD32 if seg.flags & SYN else seg.seq
+    ack = seg.ack if seg.flags & ACK else 0
+    tcb = Tcb(
+        iss=(ack - 1) & MOD32, irs=(seq - 1) & MOD32, snd_una=ack, snd_nxt=ack, rcv_nxt=seq, rcv_wup=seq,
+        rcv_wnd=rcv_wnd, rcv_space=rcv_wnd, mss=mss, rcv_mss=rcv_mss, rcv_wscale=rcv_wscale,
+        snd_wnd=seg.window, max_window=seg.window, ts_ok=ts_ok, ts_offset=kernel.entropy.ts_offset(),
+        ts_recent=seg.options.tsval or 0, ip_id=kernel.entropy.socket_ip_id(),
+    )
+    sock.tcb = tcb
+    return tcb
+
+
+def learn_from_host(kernel: Kernel, sock: Socket, seq: int, ack: int, tsval: int | None, ip_id: int) -> Tcb:
+    """Sequence state for a host-file connection whose first packet is the
+    host's own: SND.NXT from its SEG.SEQ, RCV.NXT from its SEG.ACK."""
+    from .tcp_output import ms_clock
+
+    mss = 1460
+    tcb = Tcb(
+        iss=(seq - 1) & MOD32, irs=(ack - 1) & MOD32, snd_una=seq, snd_nxt=seq, rcv_nxt=ack, rcv_wup=ack,
+        mss=mss, rcv_mss=mss - TS_ALIGNED if tsval is not None else mss, ts_ok=tsval is not None,
+        ts_offset=((tsval or 0) - ms_clock(kernel)) & MOD32, ip_id=(ip_id + 1) & 0xFFFF,
+    )
+    tcb.rcv_wnd, tcb.rcv_wscale = initial_window(kernel, tcb.rcv_mss, True)
+    tcb.rcv_space = tcb.rcv_wnd
+    sock.tcb = tcb
+    return tcb
+
+
+def _sequence_check(tcb: Tcb, seg: Segment) -> DropReason | None:
+    """tcp_sequence: the segment must end at or after RCV.WUP and start
+    within the receive window."""
+    if seq_before(seg.end_seq, tcb.rcv_wup):
+        return DropReason.TCP_OLD_SEQUENCE
+    if seq_after(seg.seq, (tcb.rcv_nxt + tcb.receive_window()) & MOD32):
+        return DropReason.TCP_INVALID_SEQUENCE
+    return None
+
+
+def _reset_check(sock: Socket, tcb: Tcb, seg: Segment) -> bool:
+    """tcp_reset_check: after the peer's FIN, a RST at RCV.NXT−1 is accepted."""
+    return sock.state in _RESET_CHECK_STATES and seg.seq == (tcb.rcv_nxt - 1) & MOD32
+
+
+def _out_of_window(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment, reason: DropReason) -> Verdict:
+    if seg.flags & RST:
+        if _reset_check(sock, tcb, seg):
+            return _reset(kernel, sock, "RST at RCV.NXT-1 after the peer's FIN: connection reset")
+        return tcp_drop(reason, HANDLER, "RST outside the window: ignored")
+    if seg.flags & SYN:
+        return _challenge(kernel, tcb, seg, DropReason.TCP_INVALID_SYN, "SYN outside the window")
+    replies = () if oow_rate_limited(kernel, tcb, seg) else (socket_segment(kernel, seg, tcb),)
+    note = "segment outside the receive window: duplicate ACK" if replies else \
+        "segment outside the receive window: ACK suppressed (tcp_invalid_ratelimit)"
+    return tcp_drop(reason, HANDLER, note, replies, ("tcp_sequence failed (tcp_validate_incoming)",))
+
+
+def _challenge(kernel: Kernel, tcb: Tcb, seg: Segment, reason: DropReason, what: str) -> Verdict:
+    """A challenge ACK, at most one per tcp_invalid_ratelimit (tcp_send_challenge_ack)."""
+    if limited(kernel, tcb):
+        return tcp_drop(reason, HANDLER, f"{what}: challenge ACK suppressed (tcp_invalid_ratelimit)")
+    return tcp_drop(reason, HANDLER, f"{what}: challenge ACK (RFC 5961)", (socket_segment(kernel, seg, tcb),))
+
+
+def _reset(kernel: Kernel, sock: Socket, note: str) -> Verdict:
+    """tcp_reset: the socket goes to CLOSE and leaves the tables."""
+    kernel.tcp.remove_established(sock)
+    sock.state = TcpState.CLOSE
+    return tcp_deliver(sock, HANDLER, note)
+
+
+def _process_ack(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict | None:
+    """tcp_ack: returns a verdict when the segment is dropped here."""
+    ack = seg.ack
+    if seq_before(ack, tcb.snd_una):
+        max_window = min(tcb.max_window, tcb.bytes_acked)
+        if seq_before(ack, (tcb.snd_una - max_window) & MOD32):
+            return _challenge(kernel, tcb, seg, DropReason.TCP_TOO_OLD_ACK, "ACK older than SND.UNA - window")
+        return None
+    if seq_after(ack, tcb.snd_nxt):
+        return _challenge(kernel, tcb, seg, DropReason.TCP_ACK_UNSENT_DATA, "ACK of data never sent")
+    if seg.options.tsval is not None and not seq_after(seg.seq, tcb.rcv_wup):
+        tcb.ts_recent = seg.options.tsval
+    tcb.bytes_acked += (ack - tcb.snd_una) & MOD32
+    tcb.snd_una = ack
+    tcb.snd_wnd = seg.window << tcb.snd_wscale
+    tcb.max_window = max(tcb.max_window, tcb.snd_wnd)
+    if tcb.fin_sent and ack == tcb.snd_nxt:
+        _our_fin_acked(kernel, sock, tcb)
+    return None
+
+
+def _our_fin_acked(kernel: Kernel, sock: Socket, tcb: Tcb) -> None:
+    """FIN_WAIT1 → FIN_WAIT2 (an orphan: a TIME_WAIT entry in its FIN_WAIT2
+    substate), CLOSING → TIME_WAIT, LAST_ACK → CLOSE (tcp_rcv_state_process)."""
+    state = sock.state
+    if state is TcpState.FIN_WAIT1:
+        enter_timewait(kernel, sock, tcb, TcpState.FIN_WAIT2)
+    elif state is TcpState.CLOSING:
+        enter_timewait(kernel, sock, tcb, TcpState.TIME_WAIT)
+    elif state is TcpState.LAST_ACK:
+        kernel.tcp.remove_established(sock)
+        sock.state = TcpState.CLOSE
+
+
+def enter_timewait(kernel: Kernel, sock: Socket, tcb: Tcb, state: TcpState) -> None:
+    """tcp_time_wait: the entry stays under its 4-tuple for 60 s."""
+    sock.state = state
+    tcb.deadline = kernel.now + TIMEWAIT_LEN
+    tcb.last_oow_ack_time = None
+    kernel.tcp.schedule(sock)
+
+
+def _process_text(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict:
+    """RFC 9293 §3.10.7.4 "seventh, process the segment text" (tcp_data_queue)."""
+    state = sock.state
+    if state in _AFTER_FIN_STATES and not seq_before(seg.seq, tcb.rcv_nxt):
+        return tcp_deliver(sock, HANDLER, "segment after the peer's FIN: text ignored")
+    if state is TcpState.FIN_WAIT1 and seg.payload_len and seq_after((seg.end_seq - (seg.flags & FIN)) & MOD32,
+                                                                      tcb.rcv_nxt):
+        kernel.tcp.remove_established(sock)
+        sock.state = TcpState.CLOSE
+        from .tcp_output import send_reset
+
+        return tcp_drop(DropReason.TCP_ABORT_ON_DATA, HANDLER, "new data after close(): RST, connection aborted",
+                        send_reset(kernel, seg))
+    if seg.seq == seg.end_seq:
+        return tcp_deliver(sock, HANDLER, "ACK")
+    return _queue_data(kernel, sock, tcb, seg)
+
+
+def _queue_data(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict:
+    """tcp_data_queue for a segment with data or FIN."""
+    if seg.seq == tcb.rcv_nxt or seq_before(seg.seq, tcb.rcv_nxt) and seq_after(seg.end_seq, tcb.rcv_nxt):
+        return _in_order(kernel, sock, tcb, seg)
+    if not seq_after(seg.end_seq, tcb.rcv_nxt):
+        return tcp_drop(DropReason.TCP_OLD_DATA, HANDLER, "data already received: duplicate ACK",
+                        (socket_segment(kernel, seg, tcb),))
+    if not seq_before(seg.seq, (tcb.rcv_nxt + tcb.receive_window()) & MOD32):
+        return tcp_drop(DropReason.TCP_OVERWINDOW, HANDLER, "data beyond the window: duplicate ACK",
+                        (socket_segment(kernel, seg, tcb),))
+    tcb.ofo.append((seg.seq, seg.end_seq, bool(seg.flags & FIN)))
+    _count(sock, seg, seg.payload)
+    return tcp_deliver(sock, HANDLER, "out-of-order data held: duplicate ACK", (socket_segment(kernel, seg, tcb),))
+
+
+def _in_order(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict:
+    skip = (tcb.rcv_nxt - seg.seq) & MOD32
+    data = seg.payload[skip:] if seg.payload_len else b""
+    tcb.rcv_nxt = seg.end_seq
+    _count(sock, seg, data)
+    fin = bool(seg.flags & FIN) or _drain_ofo(tcb)
+    queued = len(data)
+    note = f"{queued} bytes delivered" if queued else ""
+    if fin:
+        note = (note + "; " if note else "") + _peer_fin(kernel, sock, tcb)
+        queued = max(queued, 1)
+    reply = socket_segment(kernel, seg, tcb, queued=queued)
+    if sock.state is TcpState.TIME_WAIT:
+        enter_timewait(kernel, sock, tcb, TcpState.TIME_WAIT)
+    return tcp_deliver(sock, HANDLER, note + ": ACK", (reply,))
+
+
+def _count(sock: Socket, seg: Segment, data: bytes) -> None:
+    if data:
+        sock.rx_packets += 1
+        sock.rx_bytes += len(data)
+        if sock.inbox is not None:
+            sock.inbox.append(data)
+
+
+def _drain_ofo(tcb: Tcb) -> bool:
+    """Move held segments that now fit to RCV.NXT; True when one had FIN."""
+    fin = False
+    progressed = True
+    while progressed and tcb.ofo:
+        progressed = False
+        for held in list(tcb.ofo):
+            seq, end_seq, held_fin = held
+            if not seq_after(seq, tcb.rcv_nxt):
+                tcb.ofo.remove(held)
+                if seq_after(end_seq, tcb.rcv_nxt):
+                    tcb.rcv_nxt = end_seq
+                    fin = fin or held_fin
+                progressed = True
+    return fin
+
+
+def _peer_fin(kernel: Kernel, sock: Socket, tcb: Tcb) -> str:
+    """tcp_fin: the state change the peer's FIN causes."""
+    state = sock.state
+    if state is TcpState.ESTABLISHED:
+        sock.state = TcpState.CLOSE_WAIT
+        return "FIN: CLOSE_WAIT"
+    if state is TcpState.FIN_WAIT1:
+        sock.state = TcpState.CLOSING
+        return "FIN during our close: CLOSING"
+    if state is TcpState.FIN_WAIT2:
+        sock.state = TcpState.TIME_WAIT
+        return "FIN: TIME_WAIT"
+    return "FIN"

@@ -1,0 +1,231 @@
+"""The host's own packets, as a capture shows them ("out" direction).
+
+:func:`transmit` is :meth:`pktdemux.kernel.Kernel.transmit`.  A packet the
+kernel would generate by itself (RST, SYN-ACK, pure ACK, ICMP error, echo
+reply) is matched against the replies the emulation sent recently; a packet
+an application caused (a connect()'s SYN, data, a close()'s FIN, a UDP
+datagram) updates the emulated sockets so that the rest of the capture
+replays as it happened:
+
+* SYN (no ACK): connect() → a SYN_SENT socket (spec §3.8);
+* SYN-ACK for a pending request: its ISN and TSval offset are adopted;
+* data / FIN from a connection: SND.NXT advances; FIN is close()
+  (ESTABLISHED → FIN_WAIT1, CLOSE_WAIT → LAST_ACK);
+* UDP from a port without a socket: an implicit bind (inet_autobind).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from .matching import first_difference, mask_random_fields, tsval_offset
+from .sockets import V4_ANY, V6_ANY, Proto, Socket, TcpState
+from .tcp_output import ms_clock
+from .tcp_segment import ACK, FIN, MOD32, RST, SYN
+from .tcp_tcb import Tcb
+from .verdict import Transmission
+from .wire import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, format_endpoint
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+_TCP = struct.Struct("!HHIIBBH")
+#: ICMP types the kernel sends on its own: echo reply, errors, timestamp reply.
+_ICMP4_KERNEL_TYPES = frozenset({0, 3, 4, 5, 11, 12, 14})
+_ICMP6_KERNEL_TYPES = frozenset({1, 2, 3, 4, 129})
+#: Neighbour discovery and MLD: kernel traffic outside the emulation.
+_ICMP6_NOT_EMULATED = frozenset(range(130, 144))
+
+
+class _Out:
+    """The parsed IP header of an outgoing packet."""
+
+    __slots__ = ("version", "src", "dst", "proto", "l4", "ip_id")
+
+    def __init__(self, version: int, src: bytes, dst: bytes, proto: int, l4: int, ip_id: int) -> None:
+        self.version, self.src, self.dst, self.proto, self.l4, self.ip_id = version, src, dst, proto, l4, ip_id
+
+
+def _parse(packet: bytes) -> _Out | None:
+    if len(packet) < 20:
+        return None
+    version = packet[0] >> 4
+    if version == 4:
+        ihl = (packet[0] & 0x0F) * 4
+        if ihl < 20 or len(packet) < ihl:
+            return None
+        return _Out(4, packet[12:16], packet[16:20], packet[9], ihl, struct.unpack_from("!H", packet, 4)[0])
+    if version == 6 and len(packet) >= 40:
+        return _Out(6, packet[8:24], packet[24:40], packet[6], 40, 0)
+    return None
+
+
+def transmit(kernel: Kernel, packet: bytes, now: float) -> Transmission:
+    """What the emulation makes of ``packet``, sent by the host at ``now``.
+
+    Args:
+        kernel: the emulated host.
+        packet: the IPv4/IPv6 packet from its IP header.
+        now: capture time, seconds since the epoch.
+
+    Never raises for malformed input (an unparsable packet gives
+    ``matched=None`` with a note).
+    """
+    kernel.now = max(kernel.now, now)
+    kernel.sent.prune(kernel.now)
+    out = _parse(packet)
+    if out is None:
+        return Transmission(None, note="not an IPv4/IPv6 packet")
+    masked = mask_random_fields(packet)
+    if out.proto == PROTO_TCP and len(packet) >= out.l4 + 20:
+        return _tcp(kernel, packet, out, masked)
+    if out.proto == PROTO_UDP and len(packet) >= out.l4 + 8:
+        return _udp(kernel, packet, out)
+    if out.proto in (PROTO_ICMP, PROTO_ICMPV6) and len(packet) > out.l4:
+        return _icmp(kernel, packet, out, masked)
+    return Transmission(None, note=f"IP protocol {out.proto}: not emulated")
+
+
+def _unmatched(kernel: Kernel, packet: bytes, what: str) -> str:
+    closest = kernel.sent.closest(packet)
+    if closest is None:
+        return f"{what} the emulation did not send (nothing pending for that peer)"
+    return f"{what} differs from the emulation's: {first_difference(packet, closest)}"
+
+
+def _icmp(kernel: Kernel, packet: bytes, out: _Out, masked: bytes) -> Transmission:
+    icmp_type = packet[out.l4]
+    if out.proto == PROTO_ICMPV6 and icmp_type in _ICMP6_NOT_EMULATED:
+        return Transmission(None, note=f"ICMPv6 type {icmp_type} (neighbour discovery/MLD): not emulated")
+    kernel_kinds = _ICMP4_KERNEL_TYPES if out.proto == PROTO_ICMP else _ICMP6_KERNEL_TYPES
+    if icmp_type not in kernel_kinds:
+        return Transmission(None, "send", note=f"ICMP type {icmp_type} sent by an application")
+    if kernel.sent.take(masked):
+        return Transmission(True, "reply", note=f"ICMP type {icmp_type} as the emulation sent it")
+    return Transmission(False, "reply", note=_unmatched(kernel, packet, f"ICMP type {icmp_type}"))
+
+
+def _udp(kernel: Kernel, packet: bytes, out: _Out) -> Transmission:
+    sport = struct.unpack_from("!H", packet, out.l4)[0]
+    on_port = getattr(kernel.udp, "on_port", None)
+    insert = getattr(kernel.udp, "insert", None)
+    if on_port is None or insert is None:
+        return Transmission(None, "send", note="UDP table not available")
+    owners = [s for s in on_port(sport) if s.family == out.version or s.family == 6]
+    if owners:
+        return Transmission(None, "send", tuple(owners[:1]))
+    sock = Socket(Proto.UDP, out.version, V4_ANY if out.version == 4 else V6_ANY, sport)
+    insert(sock)
+    kernel.sockets.append(sock)
+    return Transmission(None, "implicit bind", (sock,), f"UDP from port {sport} without a socket: implicit bind")
+
+
+def _tcp(kernel: Kernel, packet: bytes, out: _Out, masked: bytes) -> Transmission:
+    sport, dport, seq, ack, off, flags, window = _TCP.unpack_from(packet, out.l4)
+    payload_len = len(packet) - out.l4 - (off >> 4) * 4
+    key = (out.src, sport, out.dst, dport)
+    sock = kernel.tcp.established.get(key)
+    matched = kernel.sent.take(masked)
+    if flags & (SYN | ACK) == SYN | ACK:
+        return _synack(kernel, packet, out, sock, seq, matched)
+    if flags & SYN:
+        return _connect(kernel, packet, out, sock, seq, window)
+    socks = (sock,) if sock is not None else ()
+    if flags & RST:
+        if matched:
+            return Transmission(True, "reply", socks, "RST as the emulation sent it")
+        return Transmission(False, "reply", socks, _unmatched(kernel, packet, "RST"))
+    if sock is not None and isinstance(sock.tcb, Tcb):
+        _follow(kernel, packet, out, sock, seq, ack, flags, payload_len)
+    elif sock is not None:
+        _learn(kernel, packet, out, sock, seq, ack, flags, payload_len)
+    if payload_len or flags & FIN:
+        action = "close" if flags & FIN else "send"
+        return Transmission(None, action, socks, f"{payload_len} bytes" + (" and FIN" if flags & FIN else ""))
+    if matched:
+        return Transmission(True, "reply", socks, "ACK as the emulation sent it")
+    return Transmission(False, "reply", socks, _unmatched(kernel, packet, "ACK"))
+
+
+def _synack(kernel: Kernel, packet: bytes, out: _Out, req: Socket | None, isn: int, matched: bool) -> Transmission:
+    """A SYN-ACK from the host: adopt its ISN and TSval offset into the request."""
+    if req is not None and req.state is TcpState.SYN_RECV and isinstance(req.tcb, Tcb):
+        tcb = req.tcb
+        tcb.iss = isn
+        tcb.snd_una = tcb.snd_nxt = (isn + 1) & MOD32
+        ts = _tsval(packet, out)
+        if ts is not None:
+            tcb.ts_offset = (ts - ms_clock(kernel)) & MOD32
+    socks = (req,) if req is not None else ()
+    if matched:
+        return Transmission(True, "reply", socks, "SYN-ACK as the emulation sent it (ISN adopted)")
+    return Transmission(False, "reply", socks, _unmatched(kernel, packet, "SYN-ACK"))
+
+
+def _connect(kernel: Kernel, packet: bytes, out: _Out, sock: Socket | None, isn: int, window: int) -> Transmission:
+    """The host's SYN: connect() creates a SYN_SENT socket (a retransmitted SYN changes nothing)."""
+    from .tcp_options import parse_options
+
+    sport, dport = struct.unpack_from("!HH", packet, out.l4)
+    if sock is not None and sock.state is TcpState.SYN_SENT and sock.tcb.iss == isn:
+        return Transmission(None, "connect", (sock,), "SYN retransmitted")
+    if sock is not None:
+        kernel.tcp.remove_established(sock)
+    doff = (packet[out.l4 + 12] >> 4) * 4
+    opts = parse_options(packet, out.l4 + 20, out.l4 + doff, True)
+    mss = opts.mss or 536
+    tcb = Tcb(
+        iss=isn, snd_una=isn, snd_nxt=(isn + 1) & MOD32, rcv_wnd=window, rcv_space=window, mss=mss, rcv_mss=mss,
+        rcv_wscale=opts.wscale or 0, wscale_ok=opts.wscale is not None, ts_ok=opts.tsval is not None,
+        ts_offset=((opts.tsval or 0) - ms_clock(kernel)) & MOD32, sack_ok=opts.sack_ok,
+        ip_id=(out.ip_id + 1) & 0xFFFF,
+    )
+    sock = Socket(Proto.TCP, out.version, out.src, sport, out.dst, dport, TcpState.SYN_SENT, tcb=tcb)
+    kernel.tcp.insert_established(sock)
+    kernel.sockets.append(sock)
+    return Transmission(None, "connect", (sock,), f"connect() to {format_endpoint(out.dst, dport)}: SYN_SENT")
+
+
+def _follow(kernel: Kernel, packet: bytes, out: _Out, sock: Socket, seq: int, ack: int, flags: int,
+            payload_len: int) -> None:
+    """Keep a connection in step with what the host really sent."""
+    tcb: Tcb = sock.tcb
+    end = (seq + payload_len + (1 if flags & FIN else 0)) & MOD32
+    if (end - tcb.snd_nxt) & 0x80000000 == 0:
+        tcb.snd_nxt = end
+    if out.version == 4:
+        tcb.ip_id = (out.ip_id + 1) & 0xFFFF
+    ts = _tsval(packet, out)
+    if ts is not None and tcb.ts_ok:
+        tcb.ts_offset = (ts - ms_clock(kernel)) & MOD32
+    if payload_len or flags & FIN:
+        _accepted(sock)
+    if flags & FIN and not tcb.fin_sent:
+        tcb.fin_sent = True
+        if sock.state is TcpState.ESTABLISHED:
+            sock.state = TcpState.FIN_WAIT1
+        elif sock.state is TcpState.CLOSE_WAIT:
+            sock.state = TcpState.LAST_ACK
+
+
+def _learn(kernel: Kernel, packet: bytes, out: _Out, sock: Socket, seq: int, ack: int, flags: int,
+           payload_len: int) -> None:
+    """A host-file connection's first packet: its numbers become the TCB."""
+    from .tcp_conn import learn_from_host
+
+    learn_from_host(kernel, sock, seq, ack if flags & ACK else 0, _tsval(packet, out), out.ip_id)
+    _follow(kernel, packet, out, sock, seq, ack, flags, payload_len)
+
+
+def _accepted(sock: Socket) -> None:
+    """A child that sends was accept()ed: it leaves the listener's accept queue."""
+    queue = getattr(sock.parent, "tcb", None) if sock.parent is not None else None
+    accept_queue = getattr(queue, "accept_queue", None)
+    if accept_queue is not None and sock in accept_queue:
+        accept_queue.remove(sock)
+
+
+def _tsval(packet: bytes, out: _Out) -> int | None:
+    offset = tsval_offset(packet, out.l4)
+    return struct.unpack_from("!I", packet, offset)[0] if offset is not None else None

@@ -1,0 +1,127 @@
+"""UDP receive path (spec §4): validation, socket lookup, fan-out, and the
+ICMP port unreachable when nobody listens.
+
+Sources: net/ipv4/udp.c:__udp4_lib_rcv, __udp4_lib_mcast_deliver;
+net/ipv6/udp.c:__udp6_lib_rcv; RFC 768; RFC 8200 §8.1 (zero checksum is
+invalid over IPv6).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from . import icmp
+from .dropreason import DropReason
+from .packet import IpPacket, RouteType
+from .sockets import Socket
+from .verdict import Verdict, deliver, drop
+from .wire import PROTO_UDP, format_endpoint, transport_checksum_ok
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+_HEADER = struct.Struct("!HHHH")
+
+
+def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
+    """Deliver one UDP datagram to its socket(s), or drop it.
+
+    Returns:
+        deliver to one socket (unicast) or every matching socket
+        (broadcast/multicast); otherwise a drop: NOT_SPECIFIED for fewer
+        than 8 bytes, PKT_TOO_SMALL for a bad UDP length, UDP_CSUM for a bad
+        checksum (also when a socket matched: the kernel queues it and
+        discards it at recvmsg, nothing on the wire), NO_SOCKET with ICMP
+        3/3 or ICMPv6 1/4 (IPv6 zero checksum: NO_SOCKET, no error), or
+        NOT_SPECIFIED for a broadcast/multicast nobody wants (IgnoredMulti).
+    """
+    seg = pkt.l4
+    n = len(seg)
+    if n < 8:
+        return drop(DropReason.NOT_SPECIFIED, f"{n} bytes: shorter than a UDP header", handler="udp")
+    sport, dport, ulen, csum = _HEADER.unpack_from(seg)
+    v6 = pkt.version == 6
+    if v6 and ulen == 0:
+        ulen = n  # jumbogram: the IP payload length counts
+    if ulen > n:
+        return drop(DropReason.PKT_TOO_SMALL, f"UDP length {ulen} beyond the {n} bytes received", handler="udp")
+    if ulen < 8:
+        return drop(DropReason.PKT_TOO_SMALL, f"UDP length {ulen} below 8", handler="udp")
+    datagram = pkt.raw
+    if ulen < n:
+        # pskb_trim_rcsum: what follows the UDP length is dropped, even from an ICMP quote
+        seg = seg[:ulen]
+        datagram = datagram[:pkt.l4_offset + ulen]
+    if csum == 0:
+        csum_ok = True  # "no checksum"; over IPv6 only UDP_NO_CHECK6_RX sockets take it
+    else:
+        csum_ok = transport_checksum_ok(pkt.src, pkt.dst, PROTO_UDP, seg)
+    if pkt.route is not RouteType.LOCAL or (v6 and pkt.dst[0] == 0xFF):
+        return _multicast(kernel, pkt, sport, dport, seg, csum_ok, csum == 0)
+    return _unicast(kernel, pkt, sport, dport, seg, csum_ok, csum == 0, datagram)
+
+
+def _flow_hash(kernel: Kernel, pkt: IpPacket, sport: int, dport: int):  # type: ignore[no-untyped-def]
+    return lambda: kernel.entropy.reuseport_hash(pkt.src, sport, pkt.dst, dport, PROTO_UDP)
+
+
+def _unicast(kernel: Kernel, pkt: IpPacket, sport: int, dport: int, seg: bytes, csum_ok: bool,
+             zero_csum: bool, datagram: bytes) -> Verdict:
+    table = kernel.udp
+    if pkt.version == 4:
+        sock = table.lookup4(pkt.src, sport, pkt.dst, dport, pkt.device, _flow_hash(kernel, pkt, sport, dport))
+    else:
+        sock = table.lookup6(pkt.src, sport, pkt.dst, dport, pkt.device, _flow_hash(kernel, pkt, sport, dport))
+    if sock is not None:
+        if pkt.version == 6 and zero_csum and not sock.no_check6_rx:
+            return drop(DropReason.UDP_CSUM, f"zero UDP checksum over IPv6 for {sock.display_name}",
+                        handler="udp unicast")
+        if not csum_ok:
+            return drop(DropReason.UDP_CSUM, f"bad UDP checksum: queued to {sock.display_name}, "
+                        "discarded at recvmsg", handler="udp unicast")
+        _queue(sock, seg)
+        return deliver((sock,), f"delivered to {sock.name or sock.display_name}", handler="udp unicast")
+    where = format_endpoint(pkt.dst, dport)
+    if pkt.version == 6 and zero_csum:
+        return drop(DropReason.NO_SOCKET, f"no socket on udp {where}; zero checksum: no ICMPv6",
+                    handler="udp unicast")
+    if not csum_ok:
+        return drop(DropReason.UDP_CSUM, f"bad UDP checksum, no socket on udp {where}", handler="udp unicast")
+    if pkt.version == 4:
+        reply = icmp.send_error4(kernel, pkt, icmp.ICMP_DEST_UNREACH, icmp.ICMP_PORT_UNREACH, datagram=datagram)
+    else:
+        reply = icmp.send_error6(kernel, pkt, icmp.ICMPV6_DEST_UNREACH, icmp.ICMPV6_PORT_UNREACH,
+                                 datagram=datagram)
+    return drop(DropReason.NO_SOCKET, f"no socket on udp {where}", replies=icmp.replies(reply),
+                handler="udp unicast")
+
+
+def _multicast(kernel: Kernel, pkt: IpPacket, sport: int, dport: int, seg: bytes, csum_ok: bool,
+               zero_csum: bool) -> Verdict:
+    table = kernel.udp
+    if pkt.version == 4:
+        socks = table.multicast4(pkt.src, sport, pkt.dst, dport, pkt.device,
+                                 multicast=pkt.route is RouteType.MULTICAST)
+    else:
+        socks = table.multicast6(pkt.src, sport, pkt.dst, dport, pkt.device, zero_csum)
+    kind = pkt.route.value
+    where = format_endpoint(pkt.dst, dport)
+    if not socks:
+        return drop(DropReason.NOT_SPECIFIED, f"no socket for {kind} udp {where} (IgnoredMulti)",
+                    handler=f"udp {kind}")
+    if not csum_ok:
+        return drop(DropReason.UDP_CSUM, f"bad UDP checksum: {len(socks)} copies discarded at recvmsg",
+                    handler=f"udp {kind}")
+    for sock in socks:
+        _queue(sock, seg)
+    return deliver(tuple(socks), f"{kind} delivered to {len(socks)} socket(s)", handler=f"udp {kind}")
+
+
+def _queue(sock: Socket, seg: bytes) -> None:
+    """A datagram reaches the socket's receive queue."""
+    payload = seg[8:]
+    sock.rx_packets += 1
+    sock.rx_bytes += len(payload)
+    if sock.inbox is not None:
+        sock.inbox.append(payload)
