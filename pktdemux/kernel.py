@@ -13,6 +13,7 @@ datagram to :mod:`pktdemux.tcp`, :mod:`pktdemux.udp` or :mod:`pktdemux.icmp`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ class Kernel:
         self.stats: Counter[str] = Counter()
         #: the time of the latest packet seen, seconds since the epoch
         self.now = 0.0
+        #: None, or a list that receive() fills with the steps it takes, each
+        #: "what happened (source)": set it to [] to explain a packet.
+        self.trace: list[str] | None = None
 
     @property
     def default_device(self) -> str:
@@ -106,8 +110,8 @@ class Kernel:
 
         Args:
             packet: the IPv4 or IPv6 packet from its IP header (no link layer).
-            now: arrival time, seconds since the epoch; never earlier than the
-                previous call's (timers fire in between, issue 3).
+            now: arrival time, seconds since the epoch; an earlier time than
+                the previous call's is taken as the previous call's.
             device: ingress device; None picks ``lo`` for loopback addresses and
                 :attr:`default_device` otherwise.
 
@@ -118,6 +122,8 @@ class Kernel:
         from . import ipv4, ipv6
 
         self.now = max(self.now, now)
+        if self.trace is not None:
+            self.trace.clear()
         if not packet:
             return drop(DropReason.PKT_TOO_SMALL, "empty packet")
         version = packet[0] >> 4
@@ -132,6 +138,8 @@ class Kernel:
         self.stats[verdict.reason.value if verdict.reason else "delivered"] += 1
         if verdict.replies:
             self.sent.record(verdict.replies, self.now)
+        if self.trace is not None:
+            verdict = dataclasses.replace(verdict, steps=tuple(self.trace))
         return verdict
 
     # -- the host's own packets (pktdemux.transmit)

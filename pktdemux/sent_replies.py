@@ -2,13 +2,13 @@
 capture can be matched against them (:meth:`pktdemux.kernel.Kernel.transmit`).
 
 Bounded by age (capture time) and by count, so memory stays constant on long
-captures.  Packets are compared with their random fields masked
-(:func:`pktdemux.matching.mask_random_fields`).
+captures.  Recording is cheap (the hot receive path pays a deque append and a
+few slices); packets are masked (:func:`pktdemux.matching.mask_random_fields`)
+only when a host packet to the same peer is compared with them.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 
 from .matching import mask_random_fields
@@ -18,13 +18,13 @@ MAX_AGE = 5.0
 #: At most this many replies are kept.
 MAX_COUNT = 4096
 
-PeerKey = tuple[bytes, int, int, int]
+PeerKey = tuple[bytes, int, bytes]
 
 
 def peer_key(packet: bytes) -> PeerKey | None:
-    """(destination address, protocol, source port, destination port) of an
-    IPv4/IPv6 packet; ports are 0 for protocols without them.  None when the
-    packet cannot be parsed."""
+    """(destination address, protocol, the 4 port bytes) of an IPv4/IPv6
+    packet; the port bytes are empty for protocols without ports.  None when
+    the packet cannot be parsed."""
     if len(packet) < 20:
         return None
     version = packet[0] >> 4
@@ -34,27 +34,32 @@ def peer_key(packet: bytes) -> PeerKey | None:
         dst, proto, l4 = packet[24:40], packet[6], 40
     else:
         return None
-    if proto in (6, 17) and len(packet) >= l4 + 4:
-        sport, dport = struct.unpack_from("!HH", packet, l4)
-        return (dst, proto, sport, dport)
-    return (dst, proto, 0, 0)
+    ports = packet[l4:l4 + 4] if proto in (6, 17) else b""
+    return (dst, proto, ports)
 
 
 class _Entry:
-    __slots__ = ("time", "masked", "packet", "peer", "used")
+    __slots__ = ("time", "packet", "peer", "masked", "used")
 
-    def __init__(self, time: float, masked: bytes, packet: bytes, peer: PeerKey | None) -> None:
-        self.time, self.masked, self.packet, self.peer, self.used = time, masked, packet, peer, False
+    def __init__(self, time: float, packet: bytes, peer: PeerKey | None) -> None:
+        self.time, self.packet, self.peer = time, packet, peer
+        self.masked: bytes | None = None
+        self.used = False
+
+    def masked_packet(self) -> bytes:
+        if self.masked is None:
+            self.masked = mask_random_fields(self.packet)
+        return self.masked
 
 
 class SentReplies:
-    """Recent replies of the emulation, oldest first."""
+    """Recent replies of the emulation, oldest first, indexed by peer."""
 
-    __slots__ = ("_order", "_by_mask", "max_age", "max_count")
+    __slots__ = ("_order", "_by_peer", "max_age", "max_count")
 
     def __init__(self, max_age: float = MAX_AGE, max_count: int = MAX_COUNT) -> None:
         self._order: deque[_Entry] = deque()
-        self._by_mask: dict[bytes, deque[_Entry]] = {}
+        self._by_peer: dict[PeerKey | None, deque[_Entry]] = {}
         self.max_age = max_age
         self.max_count = max_count
 
@@ -64,34 +69,39 @@ class SentReplies:
     def record(self, replies: tuple[bytes, ...], now: float) -> None:
         """Remember ``replies``, sent at ``now`` (seconds since the epoch)."""
         for packet in replies:
-            masked = mask_random_fields(packet)
-            entry = _Entry(now, masked, packet, peer_key(packet))
+            entry = _Entry(now, packet, peer_key(packet))
             self._order.append(entry)
-            self._by_mask.setdefault(masked, deque()).append(entry)
-        self.prune(now)
+            same = self._by_peer.get(entry.peer)
+            if same is None:
+                self._by_peer[entry.peer] = same = deque()
+            same.append(entry)
+        order = self._order
+        if len(order) > self.max_count or now - order[0].time > self.max_age:
+            self.prune(now)
 
     def prune(self, now: float) -> None:
         """Forget replies older than ``max_age`` or beyond ``max_count``."""
         order = self._order
         while order and (len(order) > self.max_count or now - order[0].time > self.max_age):
             entry = order.popleft()
-            if not entry.used:
-                same = self._by_mask[entry.masked]
-                same.popleft()
-                if not same:
-                    del self._by_mask[entry.masked]
+            same = self._by_peer[entry.peer]
+            same.popleft()  # per-peer deques are in the same (time) order
+            if not same:
+                del self._by_peer[entry.peer]
 
-    def take(self, masked: bytes) -> bool:
-        """Consume the oldest unused reply equal to ``masked`` (already masked);
-        False when there is none."""
-        same = self._by_mask.get(masked)
+    def take(self, packet: bytes, masked: bytes | None = None) -> bool:
+        """Consume the oldest unused reply equal to ``packet`` once masked;
+        False when there is none.  ``masked`` may give the mask already made."""
+        same = self._by_peer.get(peer_key(packet))
         if not same:
             return False
-        entry = same.popleft()
-        entry.used = True
-        if not same:
-            del self._by_mask[masked]
-        return True
+        if masked is None:
+            masked = mask_random_fields(packet)
+        for entry in same:
+            if not entry.used and entry.masked_packet() == masked:
+                entry.used = True
+                return True
+        return False
 
     def closest(self, packet: bytes) -> bytes | None:
         """The most recent unused reply to the same peer and ports (else to the
@@ -99,12 +109,11 @@ class SentReplies:
         key = peer_key(packet)
         if key is None:
             return None
-        fallback = None
-        for entry in reversed(self._order):
-            if entry.used or entry.peer is None:
-                continue
-            if entry.peer == key:
+        same = self._by_peer.get(key)
+        for entry in reversed(same or ()):
+            if not entry.used:
                 return entry.packet
-            if fallback is None and entry.peer[0] == key[0]:
-                fallback = entry.packet
-        return fallback
+        for entry in reversed(self._order):
+            if not entry.used and entry.peer is not None and entry.peer[0] == key[0]:
+                return entry.packet
+        return None

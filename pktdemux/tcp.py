@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import tcp_conn, tcp_listen, tcp_request, tcp_synsent, tcp_timewait
 from .dropreason import DropReason
 from .packet import IpPacket, RouteType
 from .sockets import TcpState
@@ -17,7 +18,7 @@ from .tcp_output import send_reset
 from .tcp_segment import RST, Segment, parse_header
 from .tcp_verdict import tcp_drop
 from .verdict import Verdict
-from .wire import PROTO_TCP, format_endpoint, pseudo_header_sum, transport_checksum_ok
+from .wire import PROTO_TCP, pseudo_header_sum, transport_checksum_ok
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -74,8 +75,6 @@ def checksum_ok(pkt: IpPacket) -> bool:
 
 def dispatch(kernel: Kernel, sock, seg: Segment) -> Verdict:  # type: ignore[no-untyped-def]
     """Hand ``seg`` to the handler of ``sock``'s state."""
-    from . import tcp_conn, tcp_listen, tcp_request, tcp_synsent, tcp_timewait
-
     state = sock.state
     if state is TcpState.LISTEN:
         return tcp_listen.receive(kernel, sock, seg)
@@ -94,7 +93,7 @@ def no_socket(kernel: Kernel, seg: Segment) -> Verdict:
     Never for a RST, never unless the destination is a local unicast address
     (tcp_v4_send_reset checks RTN_LOCAL; IPv6 ipv6_unicast_destination).
     """
-    where = format_endpoint(seg.pkt.dst, seg.dport)
+    where = f"port {seg.dport}"
     if seg.flags & RST:
         return tcp_drop(DropReason.NO_SOCKET, HANDLER_NO_SOCKET,
                         f"no socket on tcp {where}; a RST is never answered", steps=_NO_SOCKET_STEPS)
@@ -102,7 +101,7 @@ def no_socket(kernel: Kernel, seg: Segment) -> Verdict:
         return tcp_drop(DropReason.NO_SOCKET, HANDLER_NO_SOCKET,
                         f"no socket on tcp {where}; no RST to a {seg.pkt.route.value} destination",
                         steps=_NO_SOCKET_STEPS)
-    replies = send_reset(kernel, seg)
+    replies = send_reset(kernel, seg, socket_found=False)
     if not replies:
         return tcp_drop(DropReason.NO_SOCKET, HANDLER_NO_SOCKET,
                         f"no socket on tcp {where}; IP options cannot be echoed: no RST", steps=_NO_SOCKET_STEPS)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
 from .tcp_listen import initial_window
-from .tcp_output import TS_ALIGNED, advertised_mss, socket_segment
+from .tcp_output import TS_ALIGNED, advertised_mss, send_reset, socket_segment
 from .tcp_ratelimit import limited, oow_rate_limited
 from .tcp_segment import ACK, FIN, MOD32, RST, SYN, Segment, seq_after, seq_before
 from .tcp_tcb import Tcb
@@ -186,8 +186,6 @@ def _process_text(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdi
                                                                       tcb.rcv_nxt):
         kernel.tcp.remove_established(sock)
         sock.state = TcpState.CLOSE
-        from .tcp_output import send_reset
-
         return tcp_drop(DropReason.TCP_ABORT_ON_DATA, HANDLER, "new data after close(): RST, connection aborted",
                         send_reset(kernel, seg))
     if seg.seq == seg.end_seq:

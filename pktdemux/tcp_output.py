@@ -97,17 +97,21 @@ def echoed_ip_options(kernel: Kernel, seg: Segment) -> bytes | None:
     return echo_options(pkt.raw, pkt.parsed_options, pkt.dst, lambda a: not routing.is_local(a), kernel.now)
 
 
-def send_reset(kernel: Kernel, seg: Segment) -> tuple[bytes, ...]:
+def send_reset(kernel: Kernel, seg: Segment, *, socket_found: bool = True) -> tuple[bytes, ...]:
     """The RST answering ``seg`` as a tuple of replies (tcp_v4_send_reset,
     tcp_v6_send_reset; spec §3.1); empty when the kernel sends none.
 
-    Never for a RST, never unless the destination is a local unicast address
-    (RTN_LOCAL / ipv6_unicast_destination), never when the IP options cannot
-    be echoed.  ACK set: seq = SEG.ACK, RST only.  ACK clear: seq 0, RST+ACK
+    Never for a RST, never when the IP options cannot be echoed.  IPv4: never
+    unless the destination is a local address (RTN_LOCAL when no socket was
+    found; otherwise the reply's route rejects a non-local source).  IPv6:
+    the unicast-destination check applies only when no socket was found, so
+    a listener reached through a multicast address does answer an ACK.  ACK set: seq = SEG.ACK, RST only.  ACK clear: seq 0, RST+ACK
     with ack = SEG.SEQ + SEG.LEN.  No TCP options, window 0, TOS with the
     ECN bits cleared, DF, IPv4 ID 0, received IPv4 options echoed.
     """
-    if seg.flags & RST or seg.pkt.route is not RouteType.LOCAL:
+    if seg.flags & RST:
+        return ()
+    if seg.pkt.route is not RouteType.LOCAL and (seg.pkt.version == 4 or not socket_found):
         return ()
     ip_options = echoed_ip_options(kernel, seg)
     if ip_options is None:
@@ -189,7 +193,7 @@ def select_window(tcb: Tcb, queued: int) -> int:
 def socket_segment(kernel: Kernel, seg: Segment, tcb: Tcb, flags: int = ACK, queued: int = 0) -> bytes:
     """A segment from a full socket: seq = SND.NXT, ack = RCV.NXT (tcp_send_ack).
 
-    TOS 0, DF, IPv4 ID from the socket's counter (incremented), timestamps
+    The socket's TOS (0 unless learned from the host's packets), DF, IPv4 ID from the socket's counter (incremented), timestamps
     when negotiated.  ``queued`` is the bytes just added to the receive queue
     (see :func:`select_window`).
     """
@@ -197,7 +201,7 @@ def socket_segment(kernel: Kernel, seg: Segment, tcb: Tcb, flags: int = ACK, que
     options = timestamp_option(tsval(kernel, tcb), tcb.ts_recent) if tcb.ts_ok else b""
     ip_id = tcb.ip_id
     tcb.ip_id = (ip_id + 1) & 0xFFFF
-    return reply(kernel, seg, tcb.snd_nxt, tcb.rcv_nxt, flags, window, options, tos=0, ip_id=ip_id,
+    return reply(kernel, seg, tcb.snd_nxt, tcb.rcv_nxt, flags, window, options, tos=tcb.tos, ip_id=ip_id,
                  ip_options=tcb.ip_options)
 
 

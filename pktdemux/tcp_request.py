@@ -3,8 +3,9 @@ tcp_check_req; spec §3.4).
 
 In the kernel's order: a retransmitted SYN gets the SYN-ACK again; an ACK of
 anything but ISS+1 goes to the listener (which answers with a RST); an
-out-of-window segment gets an ACK; an in-window SYN or RST kills the request
-(RST+ACK for the SYN); the correct final ACK creates the child socket in the
+out-of-window segment gets an ACK; an in-window RST at RCV.NXT kills the
+request silently, elsewhere in the window it gets a challenge ACK; an
+in-window SYN with a new sequence kills it with a RST+ACK; the correct final ACK creates the child socket in the
 listener's accept queue, unless that queue is full.
 """
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
 from .tcp_output import control_ack, send_reset, synack
-from .tcp_ratelimit import oow_rate_limited
+from .tcp_ratelimit import limited, oow_rate_limited
 from .tcp_segment import ACK, MOD32, RST, SYN, Segment, seq_after
 from .tcp_table import release_request_slot
 from .tcp_tcb import Tcb
@@ -59,6 +60,8 @@ def receive(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
         tcb.ts_recent = seg.options.tsval
     if seg.seq == tcb.irs:
         flags &= ~SYN
+    if flags & RST and seg.seq != tcb.rcv_nxt:
+        return _challenge_rst(kernel, tcb, seg)
     if flags & (RST | SYN):
         return _embryonic_reset(kernel, req, seg, flags)
     if not flags & ACK:
@@ -76,10 +79,20 @@ def _retransmitted_syn(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
                     (reply,), ("inet_rtx_syn_ack from tcp_check_req",))
 
 
+def _challenge_rst(kernel: Kernel, tcb: Tcb, seg: Segment) -> Verdict:
+    """An in-window RST not at RCV.NXT: challenge ACK, the request stays
+    (RFC 5961 §3.2; observed on Linux 6.18, probe req_rst)."""
+    if limited(kernel, tcb):
+        return tcp_drop(DropReason.TCP_RESET, HANDLER, "in-window RST not at RCV.NXT: challenge ACK suppressed")
+    reply = control_ack(kernel, seg, tcb, tos=seg.pkt.tos & ~_ECN_MASK)
+    return tcp_drop(DropReason.TCP_RESET, HANDLER, "in-window RST not at RCV.NXT: challenge ACK, request kept",
+                    (reply,))
+
+
 def _embryonic_reset(kernel: Kernel, req: Socket, seg: Segment, flags: int) -> Verdict:
     kernel.tcp.remove_established(req)
     if flags & RST:
-        return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER, "in-window RST: request removed silently")
+        return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER, "RST at RCV.NXT: request removed silently")
     return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER, "in-window SYN with a new sequence: RST, request removed",
                     send_reset(kernel, seg), ("embryonic reset (tcp_check_req)",))
 
@@ -108,6 +121,7 @@ def _final_ack(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
     tcb.deadline = 0.0
     tcb.last_oow_ack_time = None
     tcb.ip_id = kernel.entropy.socket_ip_id()
+    tcb.tos = 0  # the child inherits the listener's TOS (0)
     queue.accept_queue.append(req)
     verdict = tcp_conn.receive(kernel, req, seg)
     note = f"handshake complete: connection queued for accept() on {listener.display_name}"

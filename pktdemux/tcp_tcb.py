@@ -44,7 +44,9 @@ class Tcb:
             connection before its first segment).
         deadline: when a request or TIME_WAIT entry expires.
         acked: a request whose final ACK was dropped on accept-queue overflow.
-        tos: the SYN's TOS byte (kept for tcp_reflect_tos).
+        tos: the TOS of the packets this end sends (SYN-ACK: 0, or the SYN's
+            DSCP with tcp_reflect_tos; full socket: IP_TOS as the host's
+            packets show it).
         ofo: out-of-order segments held: (seq, end_seq, fin) tuples.
         fin_sent: our FIN has been sent (SND.NXT counts it).
         ip_options: IPv4 options the connection's packets carry, echoed from

@@ -101,7 +101,7 @@ def _icmp(kernel: Kernel, packet: bytes, out: _Out, masked: bytes) -> Transmissi
     kernel_kinds = _ICMP4_KERNEL_TYPES if out.proto == PROTO_ICMP else _ICMP6_KERNEL_TYPES
     if icmp_type not in kernel_kinds:
         return Transmission(None, "send", note=f"ICMP type {icmp_type} sent by an application")
-    if kernel.sent.take(masked):
+    if kernel.sent.take(packet, masked):
         return Transmission(True, "reply", note=f"ICMP type {icmp_type} as the emulation sent it")
     return Transmission(False, "reply", note=_unmatched(kernel, packet, f"ICMP type {icmp_type}"))
 
@@ -126,7 +126,7 @@ def _tcp(kernel: Kernel, packet: bytes, out: _Out, masked: bytes) -> Transmissio
     payload_len = len(packet) - out.l4 - (off >> 4) * 4
     key = (out.src, sport, out.dst, dport)
     sock = kernel.tcp.established.get(key)
-    matched = kernel.sent.take(masked)
+    matched = kernel.sent.take(packet, masked)
     if flags & (SYN | ACK) == SYN | ACK:
         return _synack(kernel, packet, out, sock, seq, matched)
     if flags & SYN:
@@ -179,7 +179,7 @@ def _connect(kernel: Kernel, packet: bytes, out: _Out, sock: Socket | None, isn:
         iss=isn, snd_una=isn, snd_nxt=(isn + 1) & MOD32, rcv_wnd=window, rcv_space=window, mss=mss, rcv_mss=mss,
         rcv_wscale=opts.wscale or 0, wscale_ok=opts.wscale is not None, ts_ok=opts.tsval is not None,
         ts_offset=((opts.tsval or 0) - ms_clock(kernel)) & MOD32, sack_ok=opts.sack_ok,
-        ip_id=(out.ip_id + 1) & 0xFFFF,
+        ip_id=(out.ip_id + 1) & 0xFFFF, tos=packet[1] if out.version == 4 else 0,
     )
     sock = Socket(Proto.TCP, out.version, out.src, sport, out.dst, dport, TcpState.SYN_SENT, tcb=tcb)
     kernel.tcp.insert_established(sock)
@@ -196,6 +196,9 @@ def _follow(kernel: Kernel, packet: bytes, out: _Out, sock: Socket, seq: int, ac
         tcb.snd_nxt = end
     if out.version == 4:
         tcb.ip_id = (out.ip_id + 1) & 0xFFFF
+        tcb.tos = packet[1]
+    else:
+        tcb.tos = (struct.unpack_from("!I", packet)[0] >> 20) & 0xFF
     ts = _tsval(packet, out)
     if ts is not None and tcb.ts_ok:
         tcb.ts_offset = (ts - ms_clock(kernel)) & MOD32

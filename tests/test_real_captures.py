@@ -267,8 +267,13 @@ def test_pcapng_eth_sll_mysql() -> None:
     results, totals = replay_capture("pcapng_eth_sll_mysql.pcapng")
     p = by_n(results)
     assert p[1].looped and p[1].socket_names == ["mysqld"]
-    assert tcp_flags(only_reply(p[1])) == "SA"
-    assert p[2].matched is True
+    synack = only_reply(p[1])
+    assert tcp_flags(synack) == "SA"
+    # The capture stamps the SYN-ACK 46 years after the SYN (a broken
+    # timestamp in the file), by when the half-open request has long expired,
+    # so the replay cannot pair them; the emulated SYN-ACK equals it.
+    assert p[2].time - p[1].time > 1e9
+    assert masked_equal(synack, p[2].ip)
     assert p[90].direction == "in" and p[90].reason is DropReason.NO_SOCKET
     assert tcp_flags(only_reply(p[90])) == "RA"
     assert p[91].direction == "out" and p[91].matched is True
@@ -466,7 +471,7 @@ LINUX_CAPTURES = [
     "linux618_vectors.pcap",
     "pop3_refused_retries.pcap",
     "localhost_v6_refused_http.pcap",
-    "pcapng_eth_sll_mysql.pcapng",
+    # (pcapng_eth_sll_mysql.pcapng: see its own test, the file's clock jumps)
     "smtp_ipv6_tcp.pcap",
     "vlan0_http.pcap",
     "http_ns_be.pcap",

@@ -201,6 +201,26 @@ def test_s24_in_window_syn_with_new_seq_resets_the_request() -> None:
     assert kernel.tcp.established == {}
 
 
+def test_rst_for_a_pending_request() -> None:
+    """At RCV.NXT: removed silently.  Elsewhere in the window: a challenge ACK
+    (seq ISS+1, ack RCV.NXT, ID 0) and the request stays (checked on 6.18)."""
+    kernel, peer, first = pending_request()
+    isn = tcp_header(first)[2]
+    challenge = peer.send("R", 601)
+    (reply,) = challenge.replies
+    assert tcp_header(reply)[2:5] == (isn + 1, 501, ACK) and ip_id(reply) == 0
+    assert len(kernel.tcp.established) == 1
+    assert peer.send("R", 501).replies == () and kernel.tcp.established == {}
+
+
+def test_out_of_window_data_for_a_pending_request_gets_an_ack() -> None:
+    kernel, peer, first = pending_request()
+    isn = tcp_header(first)[2]
+    verdict = peer.send("PA", 501 + 10**7, isn + 1, payload=b"x")
+    assert verdict.reason.name == "TCP_OVERWINDOW"
+    assert tcp_header(verdict.replies[0])[2:5] == (isn + 1, 501, ACK) and ip_id(verdict.replies[0]) == 0
+
+
 def test_wrong_ack_for_a_pending_request_gets_a_reset_from_the_listener() -> None:
     kernel, peer, first = pending_request()
     verdict = peer.send("A", 501, 12345)
