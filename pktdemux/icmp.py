@@ -23,10 +23,10 @@ from .dropreason import DropReason
 from .icmp_ratelimit import IcmpRateLimiter, icmpv4_limited, icmpv6_limited, jiffies
 from .packet import IpPacket, RouteType
 from .routing import LOOPBACK_DEVICE
-from .verdict import Verdict, deliver, drop
+from .verdict import Verdict, deliver, drop, with_note
 from .wire import (
-    PROTO_ICMP, PROTO_ICMPV6, build_ipv4, build_ipv6, checksum, ones_complement_sum,
-    transport_checksum, transport_checksum_ok,
+    CSUM_BAD, CSUM_OFFLOADED, OFFLOADED_NOTE, PROTO_ICMP, PROTO_ICMPV6, build_ipv4, build_ipv6, checksum,
+    ones_complement_sum, received_checksum, transport_checksum, transport_checksum_ok,
 )
 
 if TYPE_CHECKING:
@@ -84,12 +84,8 @@ def replies(reply: bytes | None) -> tuple[bytes, ...]:
 
 
 def rate_limiter(kernel: Kernel) -> IcmpRateLimiter:
-    """The kernel's ICMP rate limiter, created on first use."""
-    limiter = getattr(kernel, "icmp_ratelimit", None)
-    if limiter is None:
-        limiter = IcmpRateLimiter(kernel.entropy)
-        kernel.icmp_ratelimit = limiter  # type: ignore[attr-defined]
-    return limiter
+    """The kernel's ICMP rate limiter (``kernel.icmp_ratelimit``, made by Kernel.__init__)."""
+    return kernel.icmp_ratelimit
 
 
 def _icmp_message(type_: int, code: int, rest: int, body: bytes) -> bytes:
@@ -112,9 +108,8 @@ def _global_gate(kernel: Kernel, limited: bool, ingress: str) -> tuple[bool, boo
     Skipped for packets that came in on the loopback device."""
     if not limited or ingress == LOOPBACK_DEVICE:
         return True, False
-    s = kernel.sysctls
-    ok = rate_limiter(kernel).global_allow(
-        jiffies(kernel.now), s.int("net.ipv4.icmp_msgs_per_sec"), s.int("net.ipv4.icmp_msgs_burst"))
+    s = kernel.ip_sysctls
+    ok = kernel.icmp_ratelimit.global_allow(jiffies(kernel.now), s.icmp_msgs_per_sec, s.icmp_msgs_burst)
     return ok, ok
 
 
@@ -123,7 +118,7 @@ def _peer_gate(kernel: Kernel, apply: bool, dst: bytes, ingress: str, timeout: i
     the random global consumption for every message allowed under limits."""
     if not apply:
         return True
-    limiter = rate_limiter(kernel)
+    limiter = kernel.icmp_ratelimit
     if kernel.routing.output_device(dst, ingress) != LOOPBACK_DEVICE:
         if not limiter.peer_allow(dst, jiffies(kernel.now), timeout):
             return False
@@ -163,8 +158,8 @@ def send_error4(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
         inner = raw[pkt.l4_offset]
         if inner > NR_ICMP_TYPES or inner in _ICMP_ERRORS:
             return None
-    s = kernel.sysctls
-    ok, apply = _global_gate(kernel, icmpv4_limited(type_, code, s.int("net.ipv4.icmp_ratemask")), pkt.device)
+    s = kernel.ip_sysctls
+    ok, apply = _global_gate(kernel, icmpv4_limited(type_, code, s.icmp_ratemask), pkt.device)
     if not ok:
         return None
     src, dst = pkt.dst, pkt.src
@@ -172,7 +167,7 @@ def send_error4(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
     opts = ip_options.echo_options(raw, pkt.parsed_options, src, lambda a: not routing.is_local(a), kernel.now)
     if opts is None:
         return None
-    if not _peer_gate(kernel, apply, dst, pkt.device, s.int("net.ipv4.icmp_ratelimit")):
+    if not _peer_gate(kernel, apply, dst, pkt.device, s.icmp_ratelimit):
         return None
     room = min(routing.mtu(routing.output_device(dst, pkt.device)), ICMP_QUOTE_LIMIT) - 20 - len(opts) - 8
     if room <= 20:
@@ -180,7 +175,7 @@ def send_error4(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
     message = _icmp_message(type_, code, info, raw[:room])
     return build_ipv4(
         src=src, dst=dst, proto=PROTO_ICMP, payload=message,
-        ttl=s.int("net.ipv4.ip_default_ttl"),
+        ttl=s.ip_default_ttl,
         tos=(pkt.tos & 0x1E) | 0xC0,  # precedence "internetwork control"; __icmp_send
         ident=kernel.entropy.ip_id(dst, PROTO_ICMP),
         options=opts,
@@ -213,8 +208,8 @@ def send_error6(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
     raw = pkt.raw if datagram is None else datagram
     if _ineligible6(raw):
         return None
-    s = kernel.sysctls
-    ok, apply = _global_gate(kernel, icmpv6_limited(type_, s.int("net.ipv6.icmp.ratemask")), pkt.device)
+    s = kernel.ip_sysctls
+    ok, apply = _global_gate(kernel, icmpv6_limited(type_, s.icmp6_ratemask), pkt.device)
     if not ok:
         return None
     dst = pkt.src
@@ -222,18 +217,18 @@ def send_error6(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
     src = pkt.dst if routing.is_local(pkt.dst) else routing.source_address(dst, out_device)
     if src is None:
         return None
-    if not _peer_gate(kernel, apply, dst, pkt.device, s.int("net.ipv6.icmp.ratelimit")):
+    if not _peer_gate(kernel, apply, dst, pkt.device, s.icmp6_ratelimit):
         return None
     message = _icmpv6_message(src, dst, type_, code, info, raw[:IPV6_MIN_MTU - 40 - 8])
     return build_ipv6(
         src=src, dst=dst, next_header=PROTO_ICMPV6, payload=message,
-        hop_limit=s.int("net.ipv6.conf.all.hop_limit"),
+        hop_limit=s.hop_limit,
         flow_label=_flow_label(kernel, src, dst),
     )
 
 
 def _flow_label(kernel: Kernel, src: bytes, dst: bytes) -> int:
-    if not kernel.sysctls["net.ipv6.auto_flowlabels"]:
+    if not kernel.ip_sysctls.auto_flowlabels:
         return 0
     return kernel.entropy.flow_label(src, dst, 0, 0, PROTO_ICMPV6)
 
@@ -271,17 +266,18 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
 
 def _receive4(kernel: Kernel, pkt: IpPacket) -> Verdict:
     msg = pkt.l4
-    if ones_complement_sum(msg) != 0xFFFF:
+    # icmp_rcv: skb_checksum_simple_validate; on lo the host's own message is taken as it is
+    if pkt.device != LOOPBACK_DEVICE and ones_complement_sum(msg) != 0xFFFF:
         return drop(DropReason.ICMP_CSUM, "bad ICMP checksum", handler="icmp")
     if len(msg) < 8:
         return drop(DropReason.NOT_SPECIFIED, f"ICMP message of {len(msg)} bytes, shorter than its header",
                     handler="icmp")
     type_ = msg[0]
-    s = kernel.sysctls
+    s = kernel.ip_sysctls
     if type_ == ICMP_EXT_ECHO:
         return deliver((), "extended echo (PROBE) ignored: icmp_echo_enable_probe is 0", handler="icmp probe")
     if pkt.route is not RouteType.LOCAL:
-        if type_ in (ICMP_ECHO, ICMP_TIMESTAMP) and s["net.ipv4.icmp_echo_ignore_broadcasts"]:
+        if type_ in (ICMP_ECHO, ICMP_TIMESTAMP) and s.icmp_echo_ignore_broadcasts:
             return drop(DropReason.INVALID_PROTO, f"ICMP type {type_} to a {pkt.route.value} address "
                         "ignored (icmp_echo_ignore_broadcasts)", handler="icmp")
         if type_ not in (ICMP_ECHO, ICMP_TIMESTAMP, ICMP_ADDRESS, ICMP_ADDRESSREPLY):
@@ -310,26 +306,26 @@ def _reply4(kernel: Kernel, pkt: IpPacket, message_type: int, message_code: int,
     DF clear, hashed IP ID, options echoed; subject to the rate limits only
     when the ratemask names the type."""
     routing = kernel.routing
-    s = kernel.sysctls
+    s = kernel.ip_sysctls
     src = pkt.dst if pkt.route is RouteType.LOCAL else routing.source_address(pkt.src, pkt.device)
     if src is None:
         return None
     opts = ip_options.echo_options(pkt.raw, pkt.parsed_options, src, lambda a: not routing.is_local(a), kernel.now)
     if opts is None:
         return None
-    limited = icmpv4_limited(message_type, message_code, s.int("net.ipv4.icmp_ratemask"))
+    limited = icmpv4_limited(message_type, message_code, s.icmp_ratemask)
     ok, apply = _global_gate(kernel, limited, "")
-    if not ok or not _peer_gate(kernel, apply, pkt.src, pkt.device, s.int("net.ipv4.icmp_ratelimit")):
+    if not ok or not _peer_gate(kernel, apply, pkt.src, pkt.device, s.icmp_ratelimit):
         return None
     return build_ipv4(
         src=src, dst=pkt.src, proto=PROTO_ICMP, payload=message,
-        ttl=s.int("net.ipv4.ip_default_ttl"), tos=pkt.tos,
+        ttl=s.ip_default_ttl, tos=pkt.tos,
         ident=kernel.entropy.ip_id(pkt.src, PROTO_ICMP), options=opts,
     )
 
 
 def _echo4(kernel: Kernel, pkt: IpPacket, msg: bytes) -> Verdict:
-    if kernel.sysctls["net.ipv4.icmp_echo_ignore_all"]:
+    if kernel.ip_sysctls.icmp_echo_ignore_all:
         return deliver((), "echo request ignored (icmp_echo_ignore_all)", handler="icmp echo")
     # type 0; code, identifier, sequence and data copied (icmp_echo)
     body = bytes((ICMP_ECHOREPLY, msg[1], 0, 0)) + msg[4:]
@@ -352,8 +348,22 @@ def _timestamp4(kernel: Kernel, pkt: IpPacket, msg: bytes) -> Verdict:
 
 def _receive6(kernel: Kernel, pkt: IpPacket) -> Verdict:
     msg = pkt.l4
-    if not transport_checksum_ok(pkt.src, pkt.dst, PROTO_ICMPV6, msg):
+    if len(msg) < 4:
+        if pkt.device == LOOPBACK_DEVICE or transport_checksum_ok(pkt.src, pkt.dst, PROTO_ICMPV6, msg):
+            return drop(DropReason.NOT_SPECIFIED, f"ICMPv6 message of {len(msg)} bytes, shorter than its header",
+                        handler="icmpv6")
         return drop(DropReason.ICMP_CSUM, "bad ICMPv6 checksum", handler="icmpv6")
+    state = received_checksum(pkt.src, pkt.dst, PROTO_ICMPV6, pkt.raw, pkt.l4_offset, 2, pkt.device)
+    if state == CSUM_BAD:
+        return drop(DropReason.ICMP_CSUM, "bad ICMPv6 checksum", handler="icmpv6")
+    verdict = _message6(kernel, pkt, msg)
+    if state == CSUM_OFFLOADED:
+        verdict = with_note(verdict, OFFLOADED_NOTE)
+    return verdict
+
+
+def _message6(kernel: Kernel, pkt: IpPacket, msg: bytes) -> Verdict:
+    """icmpv6_rcv after the checksum: what the message type asks for."""
     if len(msg) < 8:
         return drop(DropReason.NOT_SPECIFIED, f"ICMPv6 message of {len(msg)} bytes, shorter than its header",
                     handler="icmpv6")
@@ -378,11 +388,11 @@ def _echo6(kernel: Kernel, pkt: IpPacket, msg: bytes) -> Verdict:
     """icmpv6_echo_reply: type 129, code/id/seq/data copied, traffic class
     copied, auto flow label (or reflected), a multicast request answered from
     a unicast source chosen by source address selection."""
-    s = kernel.sysctls
-    if s["net.ipv6.icmp.echo_ignore_all"]:
+    s = kernel.ip_sysctls
+    if s.icmp6_echo_ignore_all:
         return deliver((), "echo request ignored (echo_ignore_all)", handler="icmpv6 echo")
     multicast = pkt.dst[0] == 0xFF
-    if multicast and s["net.ipv6.icmp.echo_ignore_multicast"]:
+    if multicast and s.icmp6_echo_ignore_multicast:
         return deliver((), "echo request to a multicast group ignored (echo_ignore_multicast)",
                        handler="icmpv6 echo")
     routing = kernel.routing
@@ -390,17 +400,17 @@ def _echo6(kernel: Kernel, pkt: IpPacket, msg: bytes) -> Verdict:
     src = routing.source_address(dst, routing.output_device(dst, pkt.device)) if multicast else pkt.dst
     if src is None:
         return deliver((), "no source address for the echo reply", handler="icmpv6 echo")
-    limited = icmpv6_limited(ICMPV6_ECHO_REPLY, s.int("net.ipv6.icmp.ratemask"))
+    limited = icmpv6_limited(ICMPV6_ECHO_REPLY, s.icmp6_ratemask)
     ok, apply = _global_gate(kernel, limited, "")
-    if not ok or not _peer_gate(kernel, apply, dst, pkt.device, s.int("net.ipv6.icmp.ratelimit")):
+    if not ok or not _peer_gate(kernel, apply, dst, pkt.device, s.icmp6_ratelimit):
         return deliver((), "echo reply suppressed by the ICMPv6 rate limit", handler="icmpv6 echo")
-    if s.int("net.ipv6.flowlabel_reflect") & FLOWLABEL_REFLECT_ECHO:
+    if s.flowlabel_reflect & FLOWLABEL_REFLECT_ECHO:
         flow_label = pkt.flow_label
     else:
         flow_label = _flow_label(kernel, src, dst)
     message = _icmpv6_message(src, dst, ICMPV6_ECHO_REPLY, msg[1], int.from_bytes(msg[4:8], "big"), msg[8:])
     reply = build_ipv6(
         src=src, dst=dst, next_header=PROTO_ICMPV6, payload=message,
-        hop_limit=s.int("net.ipv6.conf.all.hop_limit"), traffic_class=pkt.tos, flow_label=flow_label,
+        hop_limit=s.hop_limit, traffic_class=pkt.tos, flow_label=flow_label,
     )
     return deliver((), "echo request answered", replies=(reply,), handler="icmpv6 echo")

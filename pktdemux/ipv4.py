@@ -15,7 +15,6 @@ from . import icmp, ip_options, tcp, udp
 from .dropreason import DropReason
 from .packet import IpPacket, RouteType
 from .verdict import Verdict, deliver, drop
-from .wire import ones_complement_sum
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -59,7 +58,9 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
         return drop(DropReason.IP_INHDR, f"version {vihl >> 4}, header length {ihl}")
     if n < ihl:
         return drop(DropReason.IP_INHDR, f"header length {ihl} but only {n} bytes")
-    if ones_complement_sum(packet[:ihl]) != 0xFFFF:
+    # A header sums to 0xFFFF exactly when its big-endian integer is a
+    # multiple of 0xFFFF (RFC 1071, 2**16 ≡ 1); the version nibble makes it non-zero.
+    if int.from_bytes(packet[:ihl], "big") % 0xFFFF:
         return drop(DropReason.IP_CSUM, "bad IPv4 header checksum")
     if n < tot_len:
         return drop(DropReason.PKT_TOO_SMALL, f"total length {tot_len} but only {n} bytes (InTruncatedPkts)")
@@ -67,12 +68,9 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
         return drop(DropReason.IP_INHDR, f"total length {tot_len} below header length {ihl}")
     raw = packet if n == tot_len else packet[:tot_len]
 
-    sysctls = kernel.sysctls
+    conf = kernel.ip_sysctls
     route, reason, note = kernel.routing.classify4(
-        src, dst, device, proto,
-        route_localnet=bool(sysctls["net.ipv4.conf.all.route_localnet"]),
-        accept_local=bool(sysctls["net.ipv4.conf.all.accept_local"]),
-    )
+        src, dst, device, proto, route_localnet=conf.route_localnet, accept_local=conf.accept_local)
     if route is None:
         # (for an unreachable destination the kernel would still parse the
         # options before ip_error drops it; not modelled)
@@ -106,20 +104,26 @@ def _options(kernel: Kernel, pkt: IpPacket) -> Verdict | None:
     pkt.raw = bytes(header) + pkt.raw[pkt.l4_offset:]
     pkt.options = bytes(header[20:])
     pkt.parsed_options = parsed
-    if parsed.srr and not kernel.sysctls["net.ipv4.conf.all.accept_source_route"]:
+    if parsed.srr and not kernel.ip_sysctls.accept_source_route:
         return drop(DropReason.NOT_SPECIFIED, "source route option while accept_source_route=0",
                     handler="ip options")
     return None
 
 
 def reassemble(kernel: Kernel, pkt: IpPacket) -> Verdict:
-    """Hook for fragment reassembly (net/ipv4/ip_fragment.c:ip_defrag).
+    """Fragment reassembly (net/ipv4/ip_fragment.c:ip_defrag; :mod:`pktdemux.fragments`).
 
-    Reassembly is not modelled yet: the fragment is held (as the kernel
-    holds it until the datagram completes or ipfrag_time expires) and
-    nothing is answered.
+    A fragment that completes its datagram gets the datagram's verdict
+    (:func:`deliver_local` on the rebuilt datagram); otherwise the
+    fragment's own: FRAG_PENDING while held, DUP_FRAG, NOT_SPECIFIED when
+    it discards its queue.
     """
-    return drop(DropReason.FRAG_PENDING, "IPv4 fragment held for reassembly (not modelled)", handler="ip defrag")
+    from .fragments import defrag4
+
+    result = defrag4(kernel, pkt)
+    if isinstance(result, Verdict):
+        return result
+    return result.annotate(deliver_local(kernel, result.datagram))
 
 
 def deliver_local(kernel: Kernel, pkt: IpPacket) -> Verdict:

@@ -215,11 +215,20 @@ def _fragment_header(kernel: Kernel, pkt: IpPacket) -> Verdict | None:
 
 
 def reassemble(kernel: Kernel, pkt: IpPacket) -> Verdict:
-    """Hook for fragment reassembly (net/ipv6/reassembly.c:ipv6_frag_rcv).
+    """Fragment reassembly (net/ipv6/reassembly.c:ipv6_frag_rcv; :mod:`pktdemux.fragments`).
 
-    Not modelled yet: the fragment is held and nothing is answered.
+    ``pkt.l4_offset`` is the fragment header.  A fragment that completes
+    its datagram gets the datagram's verdict (the walk of the headers goes
+    on after the removed fragment header); otherwise the fragment's own:
+    FRAG_PENDING while held, DUP_FRAG, a drop with ICMPv6 4/0 or 4/3, or
+    NOT_SPECIFIED when it discards its queue.
     """
-    return drop(DropReason.FRAG_PENDING, "IPv6 fragment held for reassembly (not modelled)", handler="ip6 defrag")
+    from .fragments import defrag6
+
+    result = defrag6(kernel, pkt)
+    if isinstance(result, Verdict):
+        return result
+    return result.annotate(_deliver(kernel, result.datagram))
 
 
 def skip_exthdr(raw: bytes) -> tuple[int, int, int]:

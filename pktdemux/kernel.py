@@ -15,20 +15,30 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from . import ipv4, ipv6
 from .dropreason import DropReason
 from .entropy import Entropy
+from .fragments import Reassembly
+from .icmp_ratelimit import IcmpRateLimiter
+from .ip_sysctls import IpSysctls
 from .ports import PortState
+from .reqsk_timer import TimedTcpTable
+from .routing import Routing
 from .sent_replies import SentReplies
 from .sockets import Proto, Socket
 from .sysctl import Sysctls
+from .timers import Fired, TimerQueue
+from .udp_table import UdpTable
 from .verdict import Transmission, Verdict, drop
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 LOOPBACK = "lo"
+#: At most this many timer firings wait in Kernel.timer_output.
+TIMER_OUTPUT_MAX = 65536
 
 
 @dataclass(slots=True)
@@ -72,22 +82,23 @@ class Kernel:
         sysctls: Sysctls | None = None,
         seed: int = 0,
     ) -> None:
-        from .routing import Routing
-        from .tcp_table import TcpTable
-        from .udp_table import UdpTable
-
         interfaces = list(interfaces or [])
         if not any(i.name == LOOPBACK for i in interfaces):
             interfaces.insert(0, loopback())
         self.interfaces = interfaces
-        self.sysctls = sysctls or Sysctls()
+        self.sysctls = sysctls or Sysctls()  # also sets ip_sysctls (see the property)
         self.entropy = Entropy(seed)
+        #: the global and per-destination ICMP buckets (spec §5.4)
+        self.icmp_ratelimit = IcmpRateLimiter(self.entropy)
+        self._sent = SentReplies()
         self.routing = Routing(self.interfaces)
         #: every bound socket, in bind order (bind-conflict checks walk it)
         self.sockets: list[Socket] = []
         #: ephemeral-port memory of bind(0)/connect() (spec §8, :mod:`pktdemux.ports`)
         self.ports = PortState()
-        self.tcp = TcpTable()
+        #: the TCP table; requests also arm their SYN-ACK timer (pktdemux.reqsk_timer)
+        self.tcp = TimedTcpTable(self)
+        self.tcp.bound = self.sockets  # accepted children and TIME_WAIT entries hold their port
         self.udp = UdpTable()
         #: kernel MIB-style counters, e.g. ``stats["NO_SOCKET"]``
         self.stats: Counter[str] = Counter()
@@ -96,6 +107,24 @@ class Kernel:
         #: None, or a list that receive() fills with the steps it takes, each
         #: "what happened (source)": set it to [] to explain a packet.
         self.trace: list[str] | None = None
+        #: armed timers (pktdemux.timers); :meth:`advance` runs them
+        self.timers = TimerQueue()
+        #: IP fragment queues (pktdemux.fragments)
+        self.frags = Reassembly()
+        #: what timers sent, oldest first, until a driver drains it
+        #: (:meth:`drain_timer_output`); bounded, the oldest go first
+        self.timer_output: deque[Fired] = deque(maxlen=TIMER_OUTPUT_MAX)
+
+    @property
+    def sysctls(self) -> Sysctls:
+        """The sysctl values; assigning new ones refreshes :attr:`ip_sysctls`."""
+        return self._sysctls
+
+    @sysctls.setter
+    def sysctls(self, value: Sysctls) -> None:
+        self._sysctls = value
+        #: the IP-side sysctls as plain attributes, for the per-packet path
+        self.ip_sysctls = IpSysctls(value)
 
     @property
     def default_device(self) -> str:
@@ -119,11 +148,12 @@ class Kernel:
             The verdict, with the replies the kernel sends, in order.  Never
             raises for malformed input: a bad packet is a drop with a reason.
         """
-        from . import ipv4, ipv6
-
-        self.now = max(self.now, now)
-        if self.trace is not None:
-            self.trace.clear()
+        self.advance(now)
+        if now > self.now:
+            self.now = now
+        trace = self.trace
+        if trace is not None:
+            trace.clear()
         if not packet:
             return drop(DropReason.PKT_TOO_SMALL, "empty packet")
         version = packet[0] >> 4
@@ -135,12 +165,64 @@ class Kernel:
             verdict = ipv6.receive(self, packet, device)
         else:
             verdict = drop(DropReason.IP_INHDR, f"IP version {version}")
-        self.stats[verdict.reason.value if verdict.reason else "delivered"] += 1
+        reason = verdict.reason
+        self.stats[reason.value if reason is not None else "delivered"] += 1
         if verdict.replies:
-            self.sent.record(verdict.replies, self.now)
-        if self.trace is not None:
-            verdict = dataclasses.replace(verdict, steps=tuple(self.trace))
+            self._sent.record(verdict.replies, self.now)
+        if trace is not None:
+            verdict = dataclasses.replace(verdict, steps=tuple(trace))
         return verdict
+
+    # -- timers (pktdemux.timers)
+
+    def advance(self, now: float) -> list[bytes]:
+        """Let time pass until ``now``: fire every timer due at or before it.
+
+        Timers fire in time order (ties in the order they were armed), each
+        with :attr:`now` set to its due time, so rate limits and TCP
+        timestamps see the time the kernel sent the packet.  Also expires
+        TIME_WAIT entries and requests whose lifetime ended
+        (:meth:`pktdemux.tcp_table.TcpTable.expire`).  :meth:`receive` and
+        :meth:`transmit` call it first; call it at the end of a capture to
+        run what is left.
+
+        Args:
+            now: seconds since the epoch; earlier than :attr:`now` fires nothing.
+
+        Returns:
+            The IP packets the timers sent, in order (also recorded in
+            :attr:`timer_output` with their times, and in :attr:`sent`).
+        """
+        due = self.timers.next_due()
+        if due is None or due > now:
+            self.tcp.expire(now)
+            return []
+        return self._fire_timers(now)
+
+    def _fire_timers(self, now: float) -> list[bytes]:
+        packets: list[bytes] = []
+        while (timer := self.timers.pop_due(now)) is not None:
+            self.now = max(self.now, timer.due)
+            self.tcp.expire(self.now)
+            action = timer.action
+            timer.cancel()
+            assert action is not None
+            sent = action(self.now)
+            if sent:
+                self.sent.record(tuple(sent), self.now)
+                packets += sent
+            self.timer_output.append(Fired(self.now, timer.what, tuple(sent)))
+        self.now = max(self.now, now)
+        self.tcp.expire(self.now)
+        return packets
+
+    def drain_timer_output(self) -> list[Fired]:
+        """Take what timers sent since the last call: one
+        :class:`~pktdemux.timers.Fired` per timer that fired, in time order
+        (each with its time, name and packets, possibly none)."""
+        out = list(self.timer_output)
+        self.timer_output.clear()
+        return out
 
     # -- the host's own packets (pktdemux.transmit)
 
@@ -169,7 +251,22 @@ class Kernel:
         """
         from . import transmit
 
+        self.advance(now)
         return transmit.transmit(self, packet, now)
+
+    def accept(self, listener: Socket) -> Socket | None:
+        """accept(): the oldest established connection of ``listener``'s
+        accept queue, taken off the queue; None when the queue is empty (a
+        non-blocking accept's EAGAIN).  Data delivered to the connection is
+        in its ``inbox`` when the listener had one (:func:`pktdemux.tcp_listen.accept`).
+
+        Raises:
+            SocketError: EINVAL if ``listener`` is not a listening TCP socket
+                (inet_csk_accept).
+        """
+        from . import tcp_listen
+
+        return tcp_listen.accept(listener)
 
     # -- socket API (spec §7, §8): thin wrappers over pktdemux.bind / pktdemux.connect
 

@@ -153,12 +153,18 @@ def _mpls(frame: bytes, off: int) -> Decoded | Undecoded:
     return Undecoded(DropReason.UNSUPPORTED_LINK, f"more than {_MAX_LAYERS} MPLS labels")
 
 
+_new = tuple.__new__  # builds a Decoded without NamedTuple's Python-level __new__
+
+
 def _ethernet(frame: bytes) -> Decoded | Undecoded:
     if len(frame) < 14:
         return _short("Ethernet header", len(frame), 14)
     etype = (frame[12] << 8) | frame[13]
-    if etype == ETH_P_IP:  # the common case first, without the walk
-        return Decoded(4, frame[14:])
+    # the common cases first, without the walk
+    if etype == ETH_P_IP:
+        return _new(Decoded, (4, frame[14:]))
+    if etype == ETH_P_IPV6:
+        return _new(Decoded, (6, frame[14:]))
     return _ethertype(frame, etype, 14)
 
 

@@ -40,8 +40,9 @@ def mask_random_fields(packet: bytes) -> bytes:
         packet: an IPv4 or IPv6 packet from its IP header.
 
     Returns:
-        A new bytes object of the same length; ``packet`` itself when it is
-        not IPv4/IPv6 or too short to parse.
+        Bytes of the same length; ``packet`` itself when nothing needs
+        masking (e.g. an RST) or when it is not IPv4/IPv6 or too short to
+        parse.
     """
     if len(packet) < 20:
         return packet
@@ -56,18 +57,20 @@ def mask_random_fields(packet: bytes) -> bytes:
 def _mask_ipv4(packet: bytes) -> bytes:
     ihl = (packet[0] & 0x0F) * 4
     proto = packet[9]
-    frag_offset = struct.unpack_from("!H", packet, 6)[0] & 0x1FFF
+    whole = ihl >= 20 and not (packet[6] & 0x1F or packet[7])  # fragment offset 0: a transport header follows
+    if proto == PROTO_TCP and whole:
+        if len(packet) < ihl + 14:
+            return _zero(packet, _IP_ID_SPANS)
+        flags = packet[ihl + 13]
+        spans = _tcp_spans(packet, ihl, flags) if len(packet) >= ihl + 20 else ()
+        if not (flags & _TCP_RST or flags & _SYN_ACK == _SYN_ACK):
+            spans = _IP_ID_SPANS + spans
+        return _zero(packet, spans) if spans else packet
     buf = bytearray(packet)
-    l4 = ihl if ihl >= 20 and frag_offset == 0 else -1
-    ctl_socket_id = False
-    if proto == PROTO_TCP and l4 >= 0:
-        ctl_socket_id = _tcp_is_ctl_packet(packet, l4)
-        _mask_tcp(buf, l4)
-    elif proto == PROTO_ICMP and l4 >= 0:
-        _mask_icmp(buf, l4)
-    if not ctl_socket_id:
-        buf[4:6] = b"\0\0"
-        buf[10:12] = b"\0\0"
+    if proto == PROTO_ICMP and whole:
+        _mask_icmp(buf, ihl)
+    buf[4:6] = b"\0\0"
+    buf[10:12] = b"\0\0"
     return bytes(buf)
 
 
@@ -78,34 +81,38 @@ def _mask_ipv6(packet: bytes) -> bytes:
     buf[3] = 0
     # Only packets without extension headers are dissected further: the
     # kernel's own replies never carry any.
-    if packet[6] == PROTO_TCP:
-        _mask_tcp(buf, 40)
+    if packet[6] == PROTO_TCP and len(packet) >= 60:
+        for start, end in _tcp_spans(packet, 40, packet[53]):
+            buf[start:end] = bytes(end - start)
     return bytes(buf)
 
 
-def _tcp_is_ctl_packet(packet: bytes, l4: int) -> bool:
-    """RSTs and SYN-ACKs: sent with DF and IPv4 ID 0 (ip_send_unicast_reply,
-    ip_build_and_send_pkt), so their ID is deterministic."""
-    if len(packet) < l4 + 14:
-        return False
-    flags = packet[l4 + 13]
-    return bool(flags & _TCP_RST) or flags & (_TCP_SYN | _TCP_ACK) == _TCP_SYN | _TCP_ACK
+#: IPv4 ID and header checksum, masked together.
+_IP_ID_SPANS = ((4, 6), (10, 12))
+_SYN_ACK = _TCP_SYN | _TCP_ACK
 
 
-def _mask_tcp(buf: bytearray, l4: int) -> None:
-    if len(buf) < l4 + 20:
-        return
-    flags = buf[l4 + 13]
-    masked = False
+def _tcp_spans(packet: bytes, l4: int, flags: int) -> tuple[tuple[int, int], ...]:
+    """The byte ranges of the ISN (a SYN's), the TSval and then the TCP
+    checksum that covers them; empty when neither is present."""
+    tsval = tsval_offset(packet, l4)
     if flags & _TCP_SYN:
-        buf[l4 + 4:l4 + 8] = b"\0\0\0\0"
-        masked = True
-    tsval = tsval_offset(buf, l4)
-    if tsval is not None:
-        buf[tsval:tsval + 4] = b"\0\0\0\0"
-        masked = True
-    if masked:
-        buf[l4 + 16:l4 + 18] = b"\0\0"
+        if tsval is None:
+            return ((l4 + 4, l4 + 8), (l4 + 16, l4 + 18))
+        return ((l4 + 4, l4 + 8), (l4 + 16, l4 + 18), (tsval, tsval + 4))
+    if tsval is None:
+        return ()
+    return ((l4 + 16, l4 + 18), (tsval, tsval + 4))
+
+
+def _zero(packet: bytes, spans: tuple[tuple[int, int], ...]) -> bytes:
+    buf = bytearray(packet)
+    for start, end in spans:
+        buf[start:end] = bytes(end - start)
+    return bytes(buf)
+
+
+_ALIGNED_TS = b"\x01\x01\x08\x0a"
 
 
 def tsval_offset(buf: bytearray | bytes, l4: int) -> int | None:
@@ -113,6 +120,8 @@ def tsval_offset(buf: bytearray | bytes, l4: int) -> int | None:
     header at ``l4``, or None when there is none."""
     end = min(l4 + (buf[l4 + 12] >> 4) * 4, len(buf))
     i = l4 + 20
+    if i + 12 <= end and buf[i:i + 4] == _ALIGNED_TS:
+        return i + 4  # the layout Linux always writes (tcp_options_write)
     while i < end:
         kind = buf[i]
         if kind == 0:
@@ -146,14 +155,49 @@ def first_difference(a: bytes, b: bytes) -> str:
     ``"tcp.window: 64240 != 64235"``.  Returns ``""`` when they are the same
     packet (:func:`same_packet`).
     """
-    fields_a = describe_fields(mask_random_fields(a))
-    fields_b = describe_fields(mask_random_fields(b))
+    masked_a, masked_b = mask_random_fields(a), mask_random_fields(b)
+    if masked_a == masked_b:
+        return ""
+    transport = _transport_start(masked_a, masked_b)
+    if transport is not None:
+        # The IP headers are byte-identical, so only the transport fields can differ.
+        note = _difference(_transport_fields(masked_a, transport), _transport_fields(masked_b, transport))
+        if note and not note.startswith("layers:"):
+            return note
+    return _difference(describe_fields(masked_a), describe_fields(masked_b))
+
+
+def _difference(fields_a: list[tuple[str, str]], fields_b: list[tuple[str, str]]) -> str:
     for (name, value_a), (_, value_b) in zip(fields_a, fields_b):
         if value_a != value_b:
             return f"{name}: {value_a} != {value_b}"
     if len(fields_a) != len(fields_b):
         return f"layers: {_layers(fields_a)} != {_layers(fields_b)}"
     return ""
+
+
+def _transport_start(a: bytes, b: bytes) -> int | None:
+    """Where the transport header starts when ``a`` and ``b`` have the same
+    plain IPv4/IPv6 header (no IPv4 options), else None."""
+    if len(a) < 40 or len(b) < 40 or a[0] != b[0]:
+        return None
+    if a[0] == 0x45 and a[:20] == b[:20]:
+        return 20
+    if a[0] >> 4 == 6 and a[:40] == b[:40]:
+        return 40
+    return None
+
+
+def _transport_fields(packet: bytes, l4: int) -> list[tuple[str, str]]:
+    proto = packet[9] if l4 == 20 else packet[6]
+    segment = packet[l4:]
+    if proto == PROTO_TCP:
+        return _tcp_fields(segment)
+    if proto == PROTO_UDP:
+        return _udp_fields(segment)
+    if proto in (PROTO_ICMP, 58):
+        return _icmp_fields(segment)
+    return [("payload", segment.hex())]
 
 
 def _layers(fields: list[tuple[str, str]]) -> str:

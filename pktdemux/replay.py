@@ -135,7 +135,8 @@ class Totals:
         """Count one result."""
         self.packets += 1
         self.directions[result.direction] += 1
-        self.looped += result.looped
+        if result.looped:
+            self.looped += 1
         verdict = result.verdict
         if verdict is not None:
             if verdict.delivered:
@@ -144,13 +145,15 @@ class Totals:
                     self.sockets[sock.display_name] += 1
             else:
                 self.dropped += 1
-                if verdict.reason is not None:
-                    self.reasons[verdict.reason.value] += 1
-            self.replies += len(verdict.replies)
-        matched = result.matched
-        if matched is not None:
+                reason = verdict.reason
+                if reason is not None:
+                    self.reasons[reason.value] += 1
+            if verdict.replies:
+                self.replies += len(verdict.replies)
+        tx = result.transmission
+        if tx is not None and tx.matched is not None:
             self.own_generated += 1
-            self.own_matched += matched
+            self.own_matched += tx.matched
 
 
 class Replay:
@@ -169,6 +172,7 @@ class Replay:
         self.directions = directions or Directions.of_kernel(kernel)
         self.totals = Totals()
         self._transmit = getattr(kernel, "transmit", None)
+        self._classify = self.directions.classify
 
     @classmethod
     def from_spec(cls, spec, seed: int = 0) -> Replay:  # type: ignore[no-untyped-def]
@@ -192,20 +196,22 @@ class Replay:
         return result
 
     def _step(self, record: RecordLike) -> Result:
-        decoded = decode(record.linktype, record.frame)
+        frame = record.frame
+        decoded = decode(record.linktype, frame)
         if decoded.__class__ is Undecoded:
             reason, note = decoded
             if reason is None:
                 return Result(record, OTHER, None, note=note)
             return Result(record, IN, None, drop(reason, note, handler="link"), note=note)
         family, ip = decoded
-        direction = self.directions.classify(ip)
-        if record.wirelen > len(record.frame) and ip_cut_short(ip):
+        direction = self._classify(ip)
+        if record.wirelen > len(frame) and ip_cut_short(ip):
             return self._cut(record, direction, ip)
         if direction == IN:
             return Result(record, IN, ip, self._receive(family, ip, record.time, None))
         if direction == OUT:
-            return Result(record, OUT, ip, transmission=self._transmit_one(ip, record.time))
+            transmit = self._transmit
+            return Result(record, OUT, ip, None, transmit(ip, record.time) if transmit is not None else None)
         if direction == LOOP:
             tx = self._transmit_one(ip, record.time)
             verdict = self._receive(family, ip, record.time, LOOPBACK)
@@ -214,12 +220,12 @@ class Replay:
 
     def _receive(self, family: int, ip: bytes, now: float, device: str | None) -> Verdict:
         version = ip[0] >> 4
-        if version != family and version in (4, 6):
+        if version != family and (version == 4 or version == 6):
             # The kernel dispatches on the link layer's protocol, then checks
             # the version (ip_rcv_core, ipv6_rcv).
             return drop(DropReason.IP_INHDR, f"link layer announced IPv{family}, header says IPv{version}",
                         handler=f"ipv{family}")
-        return self.kernel.receive(ip, now=now, device=device)
+        return self.kernel.receive(ip, now, device)
 
     def _transmit_one(self, ip: bytes, now: float) -> Transmission | None:
         if self._transmit is None:

@@ -211,10 +211,13 @@ class Routing:
 
         IPv4 (inet_select_addr): the address of ``device`` whose subnet holds
         ``dst``, else the first address of ``device``, else any host address.
-        IPv6 (RFC 6724 §5, rules 2 and 8 only): an address of the same scope
-        (link-local for fe80::/10 and link-scope multicast) on ``device``,
-        preferring the longest common prefix with ``dst``.  None when the host
-        has no address of that family.
+        IPv6 (RFC 6724 §5, rules 1, 2 and 8 only): ``dst`` itself when it is
+        one of the host's addresses (rule 1; ipv6_dev_get_saddr takes the
+        candidates of every device for a global destination, and a local
+        link-local destination's route names its own device); else an
+        address of the same scope (link-local for fe80::/10 and link-scope
+        multicast) on ``device``, preferring the longest common prefix with
+        ``dst``.  None when the host has no address of that family.
         """
         if len(dst) == 4:
             return self._source4(dst, device)
@@ -234,6 +237,8 @@ class Routing:
         return next(iter(self.local4), None)
 
     def _source6(self, dst: bytes, device: str) -> bytes | None:
+        if dst in self.local6:
+            return dst
         want_link = (dst[0] == 0xFE and dst[1] & 0xC0 == 0x80) or (dst[0] == 0xFF and dst[1] & 0x0F <= 2)
         best, best_len = None, -1
         for _net, _plen, dev, own in self.prefixes6:
@@ -323,7 +328,8 @@ class Routing:
     def classify6(self, src: bytes, dst: bytes, device: str) -> Route:
         """The input route of an IPv6 packet whose header passed ip6_rcv_core.
 
-        LOCAL for an own address (link-local ones only on their device),
+        LOCAL for an own address (link-local ones only on their device or
+        ``lo``),
         MULTICAST for a group joined on ``device``; otherwise dropped:
         NOT_SPECIFIED for an unjoined group (ip6_mc_input), IP_INADDRERRORS
         for an on-link or routed address with forwarding off (ip6_forward),
@@ -336,7 +342,9 @@ class Routing:
             return None, DropReason.NOT_SPECIFIED, "multicast group not joined on this device"
         owner = self.local6.get(dst)
         if owner is not None:
-            if dst[0] == 0xFE and dst[1] & 0xC0 == 0x80 and owner != device:
+            # the host's own packets on lo carry their output route (ip6_rcv_finish
+            # skips the input lookup when the skb has a dst): no device check
+            if dst[0] == 0xFE and dst[1] & 0xC0 == 0x80 and owner != device and device != LOOPBACK_DEVICE:
                 return None, DropReason.IP_INADDRERRORS, "link-local address of another device"
             return RouteType.LOCAL, None, ""
         if dst == V6_ANY:

@@ -2,9 +2,11 @@
 capture can be matched against them (:meth:`pktdemux.kernel.Kernel.transmit`).
 
 Bounded by age (capture time) and by count, so memory stays constant on long
-captures.  Recording is cheap (the hot receive path pays a deque append and a
-few slices); packets are masked (:func:`pktdemux.matching.mask_random_fields`)
-only when a host packet to the same peer is compared with them.
+captures.  Each reply is masked once when recorded
+(:func:`pktdemux.matching.mask_random_fields`) and indexed by its masked
+bytes, so matching a host packet is one dict lookup; a second index by peer
+serves :meth:`SentReplies.closest`, which only a mismatch needs.  Expiry pops
+the oldest entries from a deque, whose order both indexes share.
 """
 
 from __future__ import annotations
@@ -41,24 +43,19 @@ def peer_key(packet: bytes) -> PeerKey | None:
 class _Entry:
     __slots__ = ("time", "packet", "peer", "masked", "used")
 
-    def __init__(self, time: float, packet: bytes, peer: PeerKey | None) -> None:
-        self.time, self.packet, self.peer = time, packet, peer
-        self.masked: bytes | None = None
+    def __init__(self, time: float, packet: bytes, peer: PeerKey | None, masked: bytes) -> None:
+        self.time, self.packet, self.peer, self.masked = time, packet, peer, masked
         self.used = False
-
-    def masked_packet(self) -> bytes:
-        if self.masked is None:
-            self.masked = mask_random_fields(self.packet)
-        return self.masked
 
 
 class SentReplies:
-    """Recent replies of the emulation, oldest first, indexed by peer."""
+    """Recent replies of the emulation, oldest first, indexed by masked bytes and by peer."""
 
-    __slots__ = ("_order", "_by_peer", "max_age", "max_count")
+    __slots__ = ("_order", "_by_mask", "_by_peer", "max_age", "max_count")
 
     def __init__(self, max_age: float = MAX_AGE, max_count: int = MAX_COUNT) -> None:
         self._order: deque[_Entry] = deque()
+        self._by_mask: dict[bytes, deque[_Entry]] = {}
         self._by_peer: dict[PeerKey | None, deque[_Entry]] = {}
         self.max_age = max_age
         self.max_count = max_count
@@ -68,39 +65,44 @@ class SentReplies:
 
     def record(self, replies: tuple[bytes, ...], now: float) -> None:
         """Remember ``replies``, sent at ``now`` (seconds since the epoch)."""
-        for packet in replies:
-            entry = _Entry(now, packet, peer_key(packet))
-            self._order.append(entry)
-            same = self._by_peer.get(entry.peer)
-            if same is None:
-                self._by_peer[entry.peer] = same = deque()
-            same.append(entry)
         order = self._order
+        by_mask = self._by_mask
+        by_peer = self._by_peer
+        for packet in replies:
+            masked = mask_random_fields(packet)
+            entry = _Entry(now, packet, peer_key(packet), masked)
+            order.append(entry)
+            same = by_mask.get(masked)
+            if same is None:
+                by_mask[masked] = same = deque()
+            same.append(entry)
+            same = by_peer.get(entry.peer)
+            if same is None:
+                by_peer[entry.peer] = same = deque()
+            same.append(entry)
         if len(order) > self.max_count or now - order[0].time > self.max_age:
             self.prune(now)
 
     def prune(self, now: float) -> None:
         """Forget replies older than ``max_age`` or beyond ``max_count``."""
         order = self._order
+        if not order or (len(order) <= self.max_count and now - order[0].time <= self.max_age):
+            return
         while order and (len(order) > self.max_count or now - order[0].time > self.max_age):
             entry = order.popleft()
-            same = self._by_peer[entry.peer]
-            same.popleft()  # per-peer deques are in the same (time) order
-            if not same:
-                del self._by_peer[entry.peer]
+            # Both indexes keep time order, so the oldest entry is at their head.
+            _pop_head(self._by_mask, entry.masked)
+            _pop_head(self._by_peer, entry.peer)
 
     def take(self, packet: bytes, masked: bytes | None = None) -> bool:
         """Consume the oldest unused reply equal to ``packet`` once masked;
         False when there is none.  ``masked`` may give the mask already made."""
-        same = self._by_peer.get(peer_key(packet))
-        if not same:
-            return False
-        if masked is None:
-            masked = mask_random_fields(packet)
-        for entry in same:
-            if not entry.used and entry.masked_packet() == masked:
-                entry.used = True
-                return True
+        same = self._by_mask.get(mask_random_fields(packet) if masked is None else masked)
+        if same:
+            for entry in same:
+                if not entry.used:
+                    entry.used = True
+                    return True
         return False
 
     def closest(self, packet: bytes) -> bytes | None:
@@ -117,3 +119,10 @@ class SentReplies:
             if not entry.used and entry.peer is not None and entry.peer[0] == key[0]:
                 return entry.packet
         return None
+
+
+def _pop_head(index: dict, key: object) -> None:  # type: ignore[type-arg]
+    same = index[key]
+    same.popleft()
+    if not same:
+        del index[key]

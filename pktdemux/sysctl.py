@@ -4,7 +4,8 @@ network namespace (spec §0.1, verified with probe p00).
 Values are plain Python values: integers, or tuples of integers for the
 multi-value sysctls (``net.ipv4.ip_local_port_range``, ``net.ipv4.tcp_rmem``).
 Times are in the kernel's unit for that sysctl (milliseconds for the ICMP
-rate limits, seconds for ``ipfrag_time``).
+rate limits, seconds for ``ipfrag_time`` and ``ip6frag_time``, bytes for
+the fragment memory thresholds).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ DEFAULTS: Mapping[str, int | tuple[int, ...]] = MappingProxyType({
     "net.ipv4.tcp_reflect_tos": 0,
     "net.ipv4.tcp_synack_retries": 5,
     "net.ipv4.ipfrag_time": 30,
+    "net.ipv6.ip6frag_time": 60,
+    "net.ipv4.ipfrag_high_thresh": 4194304,
+    "net.ipv6.ip6frag_high_thresh": 4194304,
+    "net.ipv4.ipfrag_max_dist": 64,
     "net.ipv4.conf.all.rp_filter": 0,
     "net.ipv4.conf.all.accept_local": 0,
     "net.ipv4.conf.all.route_localnet": 0,

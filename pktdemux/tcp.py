@@ -15,10 +15,10 @@ from .dropreason import DropReason
 from .packet import IpPacket, RouteType
 from .sockets import TcpState
 from .tcp_output import send_reset
-from .tcp_segment import RST, Segment, parse_header
+from .tcp_segment import RST, Segment, address_sum, parse_header
 from .tcp_verdict import tcp_drop
 from .verdict import Verdict
-from .wire import PROTO_TCP, pseudo_header_sum, transport_checksum_ok
+from .wire import PROTO_TCP
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -49,9 +49,10 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
         return tcp_drop(DropReason.PKT_TOO_SMALL, "tcp", f"TCP data offset {doff} below 20 (tcp_v4_rcv)")
     if doff > seg_bytes:
         return tcp_drop(DropReason.NOT_SPECIFIED, "tcp", f"TCP data offset {doff} beyond the {seg_bytes}-byte segment")
-    if not checksum_ok(pkt):
+    addr_sum = address_sum(pkt.src, pkt.dst)
+    if not checksum_ok(pkt, addr_sum):
         return tcp_drop(DropReason.TCP_CSUM, "tcp", "bad TCP checksum: dropped silently (tcp_checksum_complete)")
-    seg = Segment(pkt, header, seg_bytes - doff)
+    seg = Segment(pkt, header, seg_bytes - doff, addr_sum)
     table = kernel.tcp
     table.expire(kernel.now)
     sock = table.lookup_established(pkt, seg.sport, seg.dport)
@@ -62,15 +63,34 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
     return dispatch(kernel, sock, seg)
 
 
-def checksum_ok(pkt: IpPacket) -> bool:
+def checksum_ok(pkt: IpPacket, addr_sum: int | None = None) -> bool:
     """The TCP checksum verifies (tcp_checksum_complete), or was left for the
     NIC: a segment captured on its sending host (checksum offload,
-    CHECKSUM_PARTIAL, as on loopback) holds only the pseudo-header sum."""
-    segment = pkt.raw[pkt.l4_offset:]
-    if transport_checksum_ok(pkt.src, pkt.dst, PROTO_TCP, segment):
+    CHECKSUM_PARTIAL, as on loopback) holds only the pseudo-header sum.
+
+    ``addr_sum`` is :func:`~pktdemux.tcp_segment.address_sum` of the
+    addresses, when the caller has it.  One pass over the segment: its
+    big-endian integer modulo 0xFFFF is its 16-bit word sum (RFC 1071).
+    """
+    raw = pkt.raw
+    l4 = pkt.l4_offset
+    length = len(raw) - l4
+    if addr_sum is None:
+        addr_sum = address_sum(pkt.src, pkt.dst)
+    data = int.from_bytes(raw[l4:], "big")
+    if length & 1:
+        data <<= 8  # pad the odd byte to a word
+    pseudo = addr_sum + PROTO_TCP + length
+    if (pseudo + data) % 0xFFFF == 0:
         return True
-    partial = pseudo_header_sum(pkt.src, pkt.dst, PROTO_TCP, len(segment))
-    return segment[16:18] == partial.to_bytes(2, "big")
+    return partial_checksum(raw, l4, pseudo)
+
+
+def partial_checksum(raw: bytes, l4: int, pseudo: int) -> bool:
+    """The checksum field holds the folded pseudo-header sum ``pseudo`` alone
+    (CHECKSUM_PARTIAL left for the NIC), as a capture on the sender shows it."""
+    folded = pseudo % 0xFFFF or 0xFFFF
+    return raw[l4 + 16] << 8 | raw[l4 + 17] == folded
 
 
 def dispatch(kernel: Kernel, sock, seg: Segment) -> Verdict:  # type: ignore[no-untyped-def]

@@ -9,10 +9,12 @@ SYN-ACK (or a SYN cookie, or a drop when the queues are full); anything else
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
 from . import tcp_cookies
 from .dropreason import DropReason
+from .errors import SocketError
 from .packet import RouteType
 from .sockets import V4_MAPPED_PREFIX, Proto, Socket, TcpState
 from .tcp_output import (
@@ -64,6 +66,19 @@ def receive(kernel: Kernel, listener: Socket, seg: Segment, tw_isn: int | None =
             return tcp_drop(DropReason.TCP_FLAGS, HANDLER, f"SYN+FIN to listener {name}: dropped")
         return conn_request(kernel, listener, seg, tw_isn)
     return tcp_drop(DropReason.TCP_FLAGS, HANDLER, f"segment without SYN/ACK/RST to listener {name}: dropped")
+
+
+def accept(listener: Socket) -> Socket | None:
+    """accept() on ``listener``: pop the oldest child of its accept queue
+    (inet_csk_accept → reqsk_queue_remove), None when the queue is empty.
+
+    Raises:
+        SocketError: EINVAL when ``listener`` is not in LISTEN (inet_csk_accept).
+    """
+    if listener.proto is not Proto.TCP or listener.state is not TcpState.LISTEN:
+        raise SocketError(errno.EINVAL, f"{listener.display_name} is not listening", rule="inet_csk_accept")
+    queue = queues(listener).accept_queue
+    return queue.pop(0) if queue else None
 
 
 def backlog(kernel: Kernel, listener: Socket) -> int:
@@ -234,6 +249,7 @@ def _try_cookie(kernel: Kernel, listener: Socket, seg: Segment) -> Verdict | Non
     from . import tcp_conn
 
     kernel.tcp.insert_established(child)
+    kernel.tcp.own(child)
     queue.accept_queue.append(child)
     verdict = tcp_conn.receive(kernel, child, seg)
     return tcp_deliver(child, HANDLER, f"valid SYN cookie: connection to {listener.display_name} established; "

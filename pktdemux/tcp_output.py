@@ -21,16 +21,23 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from .packet import RouteType
+from .packet import IpPacket, RouteType
+from .sockets import V4_MAPPED_PREFIX, Socket
 from .tcp_options import synack_options, timestamp_option
-from .tcp_segment import ACK, CWR, ECE, MOD32, RST, SYN, Segment
-from .wire import PROTO_TCP, build_ipv4, build_ipv6, transport_checksum
+from .tcp_segment import ACK, CWR, ECE, MOD32, RST, SYN, Segment, address_sum
+from .wire import PROTO_TCP, build_ipv4, transport_checksum
 
 if TYPE_CHECKING:
     from .kernel import Kernel
     from .tcp_tcb import Tcb
 
 _HEADER = struct.Struct("!HHIIBBHHH")
+#: IPv4 header (no options) and TCP header (no options) in one go.
+_V4_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")
+#: IPv6 fixed header and TCP header (no options).
+_V6_TCP = struct.Struct("!IHBB16s16sHHIIBBHHH")
+#: The constant words of the IPv4 header of a reply: version/IHL 0x45, DF, protocol TCP.
+_V4_CONST = 0x4500 + 0x4000 + PROTO_TCP
 _ECN_MASK = 0x03
 IPV4_HEADER = 20
 IPV6_HEADER = 40
@@ -54,34 +61,49 @@ def tcp_segment_bytes(
     return segment[:16] + csum.to_bytes(2, "big") + segment[18:]
 
 
-def ip_packet(
-    kernel: Kernel, seg: Segment, tcp: bytes, *, tos: int, ip_id: int = 0, options: bytes = b"",
+def reply(
+    kernel: Kernel, seg: Segment, seq: int, ack: int, flags: int, window: int,
+    options: bytes = b"", *, tos: int, ip_options: bytes = b"", ip_id: int = 0,
 ) -> bytes:
-    """``tcp`` in an IP header answering ``seg``'s packet (DF set, TTL 64);
-    ``options`` are IPv4 options echoed from the received packet."""
+    """A TCP segment from ``seg``'s destination back to its source, in its IP
+    header (DF, TTL / hop limit from the sysctls), checksums filled in.
+
+    ``options`` are TCP options (a multiple of 4 bytes), ``ip_options``
+    IPv4 options echoed from the received packet (padded).  Both checksums
+    (RFC 1071) start from one partial sum of the address pair, which the
+    received segment already holds (``seg.addr_sum``): the pseudo-header and
+    the IPv4 header sum the same addresses, and swapping them changes
+    nothing.  As 2**16 ≡ 1 (mod 0xFFFF), a 32-bit field adds in whole.
+    """
     pkt = seg.pkt
+    try:
+        addr_sum = seg.addr_sum
+    except AttributeError:  # a stand-in for the received segment (e.g. a timer's)
+        addr_sum = address_sum(pkt.src, pkt.dst)
+    seq &= MOD32
+    ack &= MOD32
+    sport, dport = seg.dport, seg.sport
+    tcp_len = TCP_HEADER + len(options)
+    total = addr_sum + PROTO_TCP + tcp_len + sport + dport + seq + ack + (tcp_len << 10 | flags) + window
+    if options:
+        total += int.from_bytes(options, "big")
+    tcp_csum = -total % 0xFFFF
     if pkt.version == 4:
-        return build_ipv4(
-            src=pkt.dst, dst=pkt.src, proto=PROTO_TCP, payload=tcp,
-            ttl=kernel.sysctls.int("net.ipv4.ip_default_ttl"), tos=tos, ident=ip_id, df=True, options=options,
-        )
+        ttl = kernel.sysctls.int("net.ipv4.ip_default_ttl")
+        if not ip_options:
+            ip_len = IPV4_HEADER + tcp_len
+            ip_csum = -(_V4_CONST + tos + ip_len + ip_id + (ttl << 8) + addr_sum) % 0xFFFF
+            return _V4_TCP.pack(0x45, tos, ip_len, ip_id, 0x4000, ttl, PROTO_TCP, ip_csum, pkt.dst, pkt.src,
+                                sport, dport, seq, ack, tcp_len << 2, flags, window, tcp_csum, 0) + options
+        tcp = _HEADER.pack(sport, dport, seq, ack, tcp_len << 2, flags, window, tcp_csum, 0) + options
+        return build_ipv4(src=pkt.dst, dst=pkt.src, proto=PROTO_TCP, payload=tcp, ttl=ttl, tos=tos, ident=ip_id,
+                          df=True, options=ip_options)
     label = 0
     if kernel.sysctls.int("net.ipv6.auto_flowlabels"):
         label = kernel.entropy.flow_label(pkt.dst, pkt.src, seg.dport, seg.sport, PROTO_TCP)
-    return build_ipv6(
-        src=pkt.dst, dst=pkt.src, next_header=PROTO_TCP, payload=tcp,
-        hop_limit=kernel.sysctls.int("net.ipv6.conf.all.hop_limit"), traffic_class=tos, flow_label=label,
-    )
-
-
-def reply(
-    kernel: Kernel, seg: Segment, seq: int, ack: int, flags: int, window: int,
-    options: bytes = b"", *, tos: int, ip_id: int = 0, ip_options: bytes = b"",
-) -> bytes:
-    """A TCP segment from ``seg``'s destination back to its source."""
-    pkt = seg.pkt
-    tcp = tcp_segment_bytes(pkt.dst, pkt.src, seg.dport, seg.sport, seq, ack, flags, window, options)
-    return ip_packet(kernel, seg, tcp, tos=tos, ip_id=ip_id, options=ip_options)
+    hop_limit = kernel.sysctls.int("net.ipv6.conf.all.hop_limit")
+    return _V6_TCP.pack(0x60000000 | tos << 20 | label, tcp_len, PROTO_TCP, hop_limit, pkt.dst, pkt.src,
+                        sport, dport, seq, ack, tcp_len << 2, flags, window, tcp_csum, 0) + options
 
 
 def echoed_ip_options(kernel: Kernel, seg: Segment) -> bytes | None:
@@ -165,6 +187,35 @@ def synack(kernel: Kernel, seg: Segment, tcb: Tcb) -> bytes:
     flags = SYN | ACK | (ECE if tcb.ecn_ok else 0)
     return reply(kernel, seg, tcb.iss, tcb.rcv_nxt, flags, min(tcb.rcv_wnd, 0xFFFF), options, tos=tcb.tos,
                  ip_options=tcb.ip_options)
+
+
+class RequestOrigin:
+    """What a reply builder reads of the segment it answers, rebuilt from a
+    request socket: the addresses as received (reversed in the reply), the
+    ports, the address sum.  For SYN-ACKs sent without a segment to answer."""
+
+    __slots__ = ("pkt", "sport", "dport", "addr_sum")
+
+    def __init__(self, req: Socket) -> None:
+        assert req.remote_addr is not None, "a request socket has its peer"
+        local, remote = _plain(req.local_addr), _plain(req.remote_addr)
+        self.pkt = IpPacket(4 if len(local) == 4 else 6, remote, local, PROTO_TCP, 0, 0, 0, 0, b"", 0, b"",
+                            RouteType.LOCAL, req.device or "")
+        self.sport, self.dport = req.remote_port, req.local_port
+        self.addr_sum = address_sum(remote, local)
+
+
+def request_synack(kernel: Kernel, req: Socket) -> bytes:
+    """The SYN-ACK of the pending request ``req`` sent again, for the SYN-ACK
+    retransmission timer (reqsk_timer_handler → tcp_rtx_synack →
+    tcp_v4_send_synack): same ISN, window and options as the first, TSval
+    from the clock now (``kernel.now``)."""
+    return synack(kernel, RequestOrigin(req), req.tcb)  # type: ignore[arg-type]
+
+
+def _plain(addr: bytes) -> bytes:
+    """A v4-mapped address as IPv4 (a dual-stack listener's IPv4 request)."""
+    return addr[12:] if len(addr) == 16 and addr.startswith(V4_MAPPED_PREFIX) else addr
 
 
 def select_window(tcb: Tcb, queued: int) -> int:

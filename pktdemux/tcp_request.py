@@ -118,6 +118,7 @@ def _final_ack(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
                         send_reset(kernel, seg))
     release_request_slot(req)
     req.state = TcpState.ESTABLISHED
+    kernel.tcp.own(req)
     tcb.deadline = 0.0
     tcb.last_oow_ack_time = None
     tcb.ip_id = kernel.entropy.socket_ip_id()

@@ -49,13 +49,19 @@ class Segment:
         end_seq: SEG.SEQ + SEG.LEN, where SYN and FIN count one each (mod 2**32).
         options: parsed options (a shared empty instance when doff is 20).
         pkt: the IP packet carrying the segment.
+        addr_sum: the source and destination addresses summed as 16-bit
+            words, modulo 0xFFFF: the part of the pseudo-header checksum
+            (RFC 9293 §3.1) and of a reply's IPv4 header checksum that the
+            segment and its replies share.
     """
 
     __slots__ = ("sport", "dport", "seq", "ack", "flags", "window", "doff",
-                 "payload_len", "end_seq", "options", "pkt")
+                 "payload_len", "end_seq", "options", "pkt", "addr_sum")
 
-    def __init__(self, pkt: IpPacket, header: tuple[int, ...], payload_len: int) -> None:
+    def __init__(self, pkt: IpPacket, header: tuple[int, ...], payload_len: int,
+                 addr_sum: int | None = None) -> None:
         self.pkt = pkt
+        self.addr_sum = address_sum(pkt.src, pkt.dst) if addr_sum is None else addr_sum
         self.sport, self.dport, self.seq, self.ack, off, self.flags, self.window, _, _ = header
         self.doff = (off >> 4) * 4
         self.payload_len = payload_len
@@ -79,6 +85,12 @@ class Segment:
     def has(self, flag: int) -> bool:
         """Whether every bit of ``flag`` is set."""
         return self.flags & flag == flag
+
+
+def address_sum(src: bytes, dst: bytes) -> int:
+    """The ones'-complement sum (RFC 1071) of two addresses as 16-bit words,
+    modulo 0xFFFF (2**16 ≡ 1, so the big-endian integer does it in C)."""
+    return int.from_bytes(src + dst, "big") % 0xFFFF
 
 
 def parse_header(pkt: IpPacket) -> tuple[int, ...] | None:

@@ -56,11 +56,16 @@ def established_key(sock: Socket) -> EstablishedKey:
 class TcpTable:
     """Every TCP socket the receive path can find."""
 
-    __slots__ = ("established", "_listen4", "_listen6", "_groups", "_expiry", "_order")
+    __slots__ = ("established", "_listen4", "_listen6", "_groups", "_expiry", "_order", "bound", "_owned")
 
-    def __init__(self) -> None:
+    def __init__(self, bound: list[Socket] | None = None) -> None:
         #: 4-tuple → socket (connections, requests, TIME_WAIT)
         self.established: dict[EstablishedKey, Socket] = {}
+        #: the kernel's bound sockets (``Kernel.sockets``), where :meth:`own`
+        #: registers connections the receive path makes; None: not tracked
+        self.bound = bound
+        #: sockets registered by :meth:`own`, which leave ``bound`` with the table
+        self._owned: set[Socket] = set()
         self._listen4: dict[tuple[bytes, int], list[Socket]] = {}
         self._listen6: dict[tuple[bytes, int], list[Socket]] = {}
         self._groups: dict[Socket, ReuseportGroup] = {}
@@ -124,10 +129,22 @@ class TcpTable:
         """Queue ``sock`` for expiry at its (new) ``tcb.deadline``."""
         heapq.heappush(self._expiry, (sock.tcb.deadline, next(self._order), sock))
 
+    def own(self, sock: Socket) -> None:
+        """Put a connection the kernel made (an accepted child, a connect()
+        seen in a capture) into the bind bucket, ``bound``, until it leaves
+        the established table: as a connection and then as a TIME_WAIT entry
+        it holds its port for bind() and its 4-tuple for connect()
+        (__inet_inherit_port, inet_twsk_hashdance; spec §7.2)."""
+        if self.bound is not None and sock not in self._owned:
+            self._owned.add(sock)
+            self.bound.append(sock)
+
     def remove_established(self, sock: Socket) -> None:
         """Remove ``sock`` from the established table (no error if absent).
 
-        Removing a pending request frees its slot in the listener's SYN queue.
+        Removing a pending request frees its slot in the listener's SYN queue;
+        a socket registered by :meth:`own` leaves the bind bucket
+        (inet_put_port, inet_twsk_bind_unhash).
         """
         if sock.remote_addr is None:
             return
@@ -136,6 +153,10 @@ class TcpTable:
             del self.established[key]
             if sock.state is TcpState.SYN_RECV:
                 release_request_slot(sock)
+        if sock in self._owned:
+            self._owned.discard(sock)
+            if self.bound is not None and sock in self.bound:
+                self.bound.remove(sock)
 
     def expire(self, now: float) -> list[Socket]:
         """Drop requests and TIME_WAIT entries whose deadline passed; return them."""

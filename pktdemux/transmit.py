@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from .matching import first_difference, mask_random_fields, tsval_offset
+from .matching import first_difference, tsval_offset
 from .sockets import V4_ANY, V6_ANY, Proto, Socket, TcpState
 from .tcp_output import ms_clock
 from .tcp_segment import ACK, FIN, MOD32, RST, SYN
@@ -72,19 +72,24 @@ def transmit(kernel: Kernel, packet: bytes, now: float) -> Transmission:
     Never raises for malformed input (an unparsable packet gives
     ``matched=None`` with a note).
     """
-    kernel.now = max(kernel.now, now)
-    kernel.sent.prune(kernel.now)
+    if now > kernel.now:
+        kernel.now = now
+    sent = kernel.sent
+    sent.prune(kernel.now)
     out = _parse(packet)
     if out is None:
-        return Transmission(None, note="not an IPv4/IPv6 packet")
-    masked = mask_random_fields(packet)
-    if out.proto == PROTO_TCP and len(packet) >= out.l4 + 20:
-        return _tcp(kernel, packet, out, masked)
-    if out.proto == PROTO_UDP and len(packet) >= out.l4 + 8:
+        return _NOT_IP
+    proto = out.proto
+    if proto == PROTO_TCP and len(packet) >= out.l4 + 20:
+        return _tcp(kernel, packet, out)
+    if proto == PROTO_UDP and len(packet) >= out.l4 + 8:
         return _udp(kernel, packet, out)
-    if out.proto in (PROTO_ICMP, PROTO_ICMPV6) and len(packet) > out.l4:
-        return _icmp(kernel, packet, out, masked)
-    return Transmission(None, note=f"IP protocol {out.proto}: not emulated")
+    if (proto == PROTO_ICMP or proto == PROTO_ICMPV6) and len(packet) > out.l4:
+        return _icmp(kernel, packet, out)
+    return Transmission(None, note=f"IP protocol {proto}: not emulated")
+
+
+_NOT_IP = Transmission(None, note="not an IPv4/IPv6 packet")
 
 
 def _unmatched(kernel: Kernel, packet: bytes, what: str) -> str:
@@ -94,14 +99,14 @@ def _unmatched(kernel: Kernel, packet: bytes, what: str) -> str:
     return f"{what} differs from the emulation's: {first_difference(packet, closest)}"
 
 
-def _icmp(kernel: Kernel, packet: bytes, out: _Out, masked: bytes) -> Transmission:
+def _icmp(kernel: Kernel, packet: bytes, out: _Out) -> Transmission:
     icmp_type = packet[out.l4]
     if out.proto == PROTO_ICMPV6 and icmp_type in _ICMP6_NOT_EMULATED:
         return Transmission(None, note=f"ICMPv6 type {icmp_type} (neighbour discovery/MLD): not emulated")
     kernel_kinds = _ICMP4_KERNEL_TYPES if out.proto == PROTO_ICMP else _ICMP6_KERNEL_TYPES
     if icmp_type not in kernel_kinds:
         return Transmission(None, "send", note=f"ICMP type {icmp_type} sent by an application")
-    if kernel.sent.take(packet, masked):
+    if kernel.sent.take(packet):
         return Transmission(True, "reply", note=f"ICMP type {icmp_type} as the emulation sent it")
     return Transmission(False, "reply", note=_unmatched(kernel, packet, f"ICMP type {icmp_type}"))
 
@@ -121,29 +126,29 @@ def _udp(kernel: Kernel, packet: bytes, out: _Out) -> Transmission:
     return Transmission(None, "implicit bind", (sock,), f"UDP from port {sport} without a socket: implicit bind")
 
 
-def _tcp(kernel: Kernel, packet: bytes, out: _Out, masked: bytes) -> Transmission:
+def _tcp(kernel: Kernel, packet: bytes, out: _Out) -> Transmission:
     sport, dport, seq, ack, off, flags, window = _TCP.unpack_from(packet, out.l4)
     payload_len = len(packet) - out.l4 - (off >> 4) * 4
-    key = (out.src, sport, out.dst, dport)
-    sock = kernel.tcp.established.get(key)
-    matched = kernel.sent.take(packet, masked)
+    sock = kernel.tcp.established.get((out.src, sport, out.dst, dport))
     if flags & (SYN | ACK) == SYN | ACK:
-        return _synack(kernel, packet, out, sock, seq, matched)
+        return _synack(kernel, packet, out, sock, seq, kernel.sent.take(packet))
     if flags & SYN:
         return _connect(kernel, packet, out, sock, seq, window)
     socks = (sock,) if sock is not None else ()
     if flags & RST:
-        if matched:
+        if kernel.sent.take(packet):
             return Transmission(True, "reply", socks, "RST as the emulation sent it")
         return Transmission(False, "reply", socks, _unmatched(kernel, packet, "RST"))
-    if sock is not None and isinstance(sock.tcb, Tcb):
-        _follow(kernel, packet, out, sock, seq, ack, flags, payload_len)
-    elif sock is not None:
-        _learn(kernel, packet, out, sock, seq, ack, flags, payload_len)
+    if sock is not None:
+        if sock.tcb.__class__ is Tcb:
+            _follow(kernel, packet, out, sock, seq, ack, flags, payload_len)
+        else:
+            _learn(kernel, packet, out, sock, seq, ack, flags, payload_len)
     if payload_len or flags & FIN:
+        # Data and FIN come from the application: the emulation never sends them.
         action = "close" if flags & FIN else "send"
         return Transmission(None, action, socks, f"{payload_len} bytes" + (" and FIN" if flags & FIN else ""))
-    if matched:
+    if kernel.sent.take(packet):
         return Transmission(True, "reply", socks, "ACK as the emulation sent it")
     return Transmission(False, "reply", socks, _unmatched(kernel, packet, "ACK"))
 
@@ -183,7 +188,7 @@ def _connect(kernel: Kernel, packet: bytes, out: _Out, sock: Socket | None, isn:
     )
     sock = Socket(Proto.TCP, out.version, out.src, sport, out.dst, dport, TcpState.SYN_SENT, tcb=tcb)
     kernel.tcp.insert_established(sock)
-    kernel.sockets.append(sock)
+    kernel.tcp.own(sock)
     return Transmission(None, "connect", (sock,), f"connect() to {format_endpoint(out.dst, dport)}: SYN_SENT")
 
 

@@ -15,8 +15,8 @@ from . import icmp
 from .dropreason import DropReason
 from .packet import IpPacket, RouteType
 from .sockets import Socket
-from .verdict import Verdict, deliver, drop
-from .wire import PROTO_UDP, format_endpoint, transport_checksum_ok
+from .verdict import Verdict, deliver, drop, with_note
+from .wire import CSUM_BAD, CSUM_OFFLOADED, OFFLOADED_NOTE, PROTO_UDP, format_endpoint, received_checksum
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -35,6 +35,9 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
         discards it at recvmsg, nothing on the wire), NO_SOCKET with ICMP
         3/3 or ICMPv6 1/4 (IPv6 zero checksum: NO_SOCKET, no error), or
         NOT_SPECIFIED for a broadcast/multicast nobody wants (IgnoredMulti).
+        A checksum field holding only the pseudo-header sum is taken as
+        offloaded, and none is verified on ``lo`` (see
+        :func:`pktdemux.wire.received_checksum`).
     """
     seg = pkt.l4
     n = len(seg)
@@ -54,12 +57,16 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
         seg = seg[:ulen]
         datagram = datagram[:pkt.l4_offset + ulen]
     if csum == 0:
-        csum_ok = True  # "no checksum"; over IPv6 only UDP_NO_CHECK6_RX sockets take it
+        state = ""  # "no checksum"; over IPv6 only UDP_NO_CHECK6_RX sockets take it
     else:
-        csum_ok = transport_checksum_ok(pkt.src, pkt.dst, PROTO_UDP, seg)
+        state = received_checksum(pkt.src, pkt.dst, PROTO_UDP, seg, 0, 6, pkt.device)
     if pkt.route is not RouteType.LOCAL or (v6 and pkt.dst[0] == 0xFF):
-        return _multicast(kernel, pkt, sport, dport, seg, csum_ok, csum == 0)
-    return _unicast(kernel, pkt, sport, dport, seg, csum_ok, csum == 0, datagram)
+        verdict = _multicast(kernel, pkt, sport, dport, seg, state != CSUM_BAD, csum == 0)
+    else:
+        verdict = _unicast(kernel, pkt, sport, dport, seg, state != CSUM_BAD, csum == 0, datagram)
+    if state == CSUM_OFFLOADED:
+        verdict = with_note(verdict, OFFLOADED_NOTE)
+    return verdict
 
 
 def _flow_hash(kernel: Kernel, pkt: IpPacket, sport: int, dport: int):  # type: ignore[no-untyped-def]

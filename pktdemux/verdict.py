@@ -57,6 +57,13 @@ def deliver(
     return Verdict(True, sockets, None, replies, handler, note)
 
 
+def with_note(verdict: Verdict, extra: str) -> Verdict:
+    """``verdict`` with ``extra`` appended to its note (``"note; extra"``)."""
+    note = f"{verdict.note}; {extra}" if verdict.note else extra
+    return Verdict(verdict.delivered, verdict.sockets, verdict.reason, verdict.replies, verdict.handler, note,
+                   verdict.steps)
+
+
 @dataclass(frozen=True, slots=True)
 class Transmission:
     """What the emulation makes of a packet the host itself sent ("out").

@@ -59,6 +59,63 @@ def transport_checksum_ok(src: bytes, dst: bytes, proto: int, segment: bytes | m
     return ones_complement_sum(segment, pseudo_header_sum(src, dst, proto, len(segment))) == 0xFFFF
 
 
+#: :func:`received_checksum` results
+CSUM_OK = "ok"                #: the checksum verifies over the pseudo-header
+CSUM_OFFLOADED = "offloaded"  #: the field holds the pseudo-header sum alone, left for the NIC
+CSUM_LOOPBACK = "loopback"    #: not verified: the packet came in on ``lo``
+CSUM_BAD = "bad"              #: neither: the kernel drops it as a checksum error
+
+#: the phrase a verdict's note carries when the checksum was taken as offloaded
+OFFLOADED_NOTE = "checksum taken as offloaded (the field holds the pseudo-header sum, CHECKSUM_PARTIAL)"
+
+LOOPBACK_DEVICE = "lo"
+
+
+def received_checksum(src: bytes, dst: bytes, proto: int, raw: bytes, l4: int, field: int,
+                      device: str, addr_sum: int | None = None) -> str:
+    """How the kernel takes the TCP/UDP/ICMPv6 checksum of a received segment.
+
+    Args:
+        src, dst: the IP addresses (4 or 16 bytes each).
+        proto: 6, 17 or 58: the pseudo-header's protocol.
+        raw: bytes holding the segment from ``l4`` to their end (trimmed to
+            the segment's length: the IP or UDP length).
+        l4: offset of the transport header in ``raw``.
+        field: offset of the checksum field in the transport header (16
+            for TCP, 6 for UDP, 2 for ICMPv6).
+        device: the ingress device.
+        addr_sum: ``int.from_bytes(src + dst, "big") % 0xFFFF`` when the
+            caller already has it.
+
+    Returns:
+        :data:`CSUM_LOOPBACK` on ``lo`` (the host's own packets arrive
+        CHECKSUM_PARTIAL or already verified, loopback_xmit, so
+        tcp_checksum_complete / udp_lib_checksum_complete do no check);
+        :data:`CSUM_OK` when it verifies (RFC 1071 over the pseudo-header,
+        RFC 9293 §3.1, RFC 768, RFC 8200 §8.1); :data:`CSUM_OFFLOADED` when
+        the field holds the folded pseudo-header sum and nothing more: what
+        a capture taken on the sending host shows when the NIC fills the
+        checksum in later (CHECKSUM_PARTIAL: the stack stores
+        ``~csum_tcpudp_magic(...)``); else :data:`CSUM_BAD`.  One pass
+        over the segment: its big-endian integer modulo 0xFFFF is its
+        16-bit word sum (2**16 ≡ 1).
+    """
+    if device == LOOPBACK_DEVICE:
+        return CSUM_LOOPBACK
+    length = len(raw) - l4
+    data = int.from_bytes(raw[l4:] if l4 else raw, "big")
+    if length & 1:
+        data <<= 8  # pad the odd byte to a word
+    if addr_sum is None:
+        addr_sum = int.from_bytes(src + dst, "big")
+    pseudo = addr_sum + proto + length
+    if (pseudo + data) % 0xFFFF == 0:
+        return CSUM_OK
+    if raw[l4 + field] << 8 | raw[l4 + field + 1] == (pseudo % 0xFFFF or 0xFFFF):
+        return CSUM_OFFLOADED
+    return CSUM_BAD
+
+
 def transport_checksum(src: bytes, dst: bytes, proto: int, segment: bytes) -> int:
     """The checksum to store in a TCP/UDP/ICMPv6 segment whose checksum field is zero."""
     return checksum(segment, pseudo_header_sum(src, dst, proto, len(segment)))

@@ -335,3 +335,28 @@ def test_global_bucket_refill_rules():
     for _ in range(30):
         limiter.global_consume()
     assert before - 60 <= limiter.credit <= before
+
+
+def test_own_multicast_echo_over_lo_is_answered_from_the_own_address():
+    """The host pings ff02::1 from fd00::1: Linux 6.18 answers from fd00::1 to
+    fd00::1 (source selection rule 1), not from ::1, the address of lo."""
+    request = icmp6("fd00::1", "ff02::1", 128)
+    v = make_kernel().receive(request, 1_700_000_000.0, "lo")
+    assert v.handler == "icmpv6 echo"
+    (reply,) = v.replies
+    assert (reply[8:24], reply[24:40], reply[40]) == (a("fd00::1"), a("fd00::1"), 129)
+
+
+def test_own_link_local_echo_over_lo_is_answered():
+    """A self-ping of a link-local address of eth0 over lo is delivered and
+    answered from that address (pcaps/sll2_icmp_v4v6.pcap, packet 3)."""
+    import ipaddress
+
+    from pktdemux.kernel import Interface, Kernel
+
+    kernel = Kernel([Interface("eth0", [ipaddress.IPv6Interface("fe80::8c36:6ff:fe44:acaf/64")])])
+    request = icmp6("fe80::8c36:6ff:fe44:acaf", "fe80::8c36:6ff:fe44:acaf", 128)
+    v = kernel.receive(request, 1_700_000_000.0, "lo")
+    assert v.delivered and v.handler == "icmpv6 echo"
+    (reply,) = v.replies
+    assert reply[8:24] == reply[24:40] == a("fe80::8c36:6ff:fe44:acaf")

@@ -71,12 +71,30 @@ CASES6 = [
     ("on-link-not-local", "fd00::2", "fd00::99", "tun0", None, R.IP_INADDRERRORS),
     ("no-route", "fd00::2", "2001:db8::99", "tun0", None, R.IP_INNOROUTES),
     ("loopback-on-lo", "::1", "::1", "lo", T.LOCAL, None),
+    ("own-link-local-on-its-device", "fe80::2", "fe80::1", "tun0", T.LOCAL, None),
+    ("own-link-local-on-another-device", "fe80::2", "fe80::1", "tun1", None, R.IP_INADDRERRORS),
+    # the host's own packet on lo keeps its output route (ip6_rcv_finish)
+    ("own-link-local-over-lo", "fe80::1", "fe80::1", "lo", T.LOCAL, None),
 ]
 
 
 @pytest.mark.parametrize("src,dst,device,route,reason", [c[1:] for c in CASES6], ids=[c[0] for c in CASES6])
 def test_classify6(routing, src, dst, device, route, reason):
+    routing = _with_link_local(routing)
     assert routing.classify6(a(src), a(dst), device)[:2] == (route, reason)
+
+
+def _with_link_local(routing):
+    """The test host's routing plus fe80::1/64 on tun0 and a second device tun1."""
+    import ipaddress
+
+    from pktdemux.kernel import Interface
+    from pktdemux.routing import Routing
+
+    ifaces = [Interface(i.name, list(i.addresses), i.mtu) for i in routing.interfaces]
+    next(i for i in ifaces if i.name == "tun0").addresses.append(ipaddress.IPv6Interface("fe80::1/64"))
+    ifaces.append(Interface("tun1", [ipaddress.IPv6Interface("fd01::1/64")]))
+    return Routing(ifaces)
 
 
 def test_default_route_turns_no_route_into_forwarding_drop(routing):
@@ -110,8 +128,15 @@ def test_mtu(routing):
     ("10.0.0.7", "tun0", "10.0.0.1"),
     ("fd00::7", "tun0", "fd00::1"),
     ("127.0.0.1", "lo", "127.0.0.1"),
+    # RFC 6724 rule 1: a destination that is one of the host's addresses is its own source,
+    # whatever device the route names (ipv6_dev_get_saddr)
+    ("fd00::1", "lo", "fd00::1"),
+    ("fd01::1", "tun0", "fd01::1"),
+    ("fe80::1", "lo", "fe80::1"),
+    ("::1", "tun0", "::1"),
 ], ids=str)
 def test_source_address(routing, dst, device, source):
+    routing = _with_link_local(routing)
     assert routing.source_address(a(dst), device) == a(source)
 
 

@@ -1,0 +1,73 @@
+"""The IP-side sysctl values as plain attributes, read once per sysctl set.
+
+The receive path reads a few sysctls for every packet; a
+:class:`~pktdemux.sysctl.Sysctls` lookup is a Mapping call, an attribute is
+not.  ``Kernel`` rebuilds this snapshot whenever its ``sysctls`` are
+replaced (a ``Sysctls`` is read-only, so a snapshot never goes stale).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sysctl import Sysctls
+
+#: attribute -> sysctl name; on/off switches become booleans
+_SWITCHES = {
+    "route_localnet": "net.ipv4.conf.all.route_localnet",
+    "accept_local": "net.ipv4.conf.all.accept_local",
+    "accept_source_route": "net.ipv4.conf.all.accept_source_route",
+    "icmp_echo_ignore_all": "net.ipv4.icmp_echo_ignore_all",
+    "icmp_echo_ignore_broadcasts": "net.ipv4.icmp_echo_ignore_broadcasts",
+    "icmp6_echo_ignore_all": "net.ipv6.icmp.echo_ignore_all",
+    "icmp6_echo_ignore_multicast": "net.ipv6.icmp.echo_ignore_multicast",
+    "auto_flowlabels": "net.ipv6.auto_flowlabels",
+}
+_INTEGERS = {
+    "ip_default_ttl": "net.ipv4.ip_default_ttl",
+    "hop_limit": "net.ipv6.conf.all.hop_limit",
+    "icmp_ratelimit": "net.ipv4.icmp_ratelimit",
+    "icmp_ratemask": "net.ipv4.icmp_ratemask",
+    "icmp_msgs_per_sec": "net.ipv4.icmp_msgs_per_sec",
+    "icmp_msgs_burst": "net.ipv4.icmp_msgs_burst",
+    "icmp6_ratelimit": "net.ipv6.icmp.ratelimit",
+    "icmp6_ratemask": "net.ipv6.icmp.ratemask",
+    "flowlabel_reflect": "net.ipv6.flowlabel_reflect",
+}
+
+
+class IpSysctls:
+    """The sysctls of the IPv4/IPv6, UDP and ICMP paths.
+
+    Attributes are named after the sysctl (see ``_SWITCHES`` / ``_INTEGERS``
+    for the exact names; meanings and Linux 6.18 defaults in
+    :mod:`pktdemux.sysctl`): booleans for switches, integers otherwise
+    (milliseconds for ``icmp_ratelimit`` / ``icmp6_ratelimit``).
+    """
+
+    __slots__ = tuple(_SWITCHES) + tuple(_INTEGERS)
+
+    route_localnet: bool
+    accept_local: bool
+    accept_source_route: bool
+    icmp_echo_ignore_all: bool
+    icmp_echo_ignore_broadcasts: bool
+    icmp6_echo_ignore_all: bool
+    icmp6_echo_ignore_multicast: bool
+    auto_flowlabels: bool
+    ip_default_ttl: int
+    hop_limit: int
+    icmp_ratelimit: int
+    icmp_ratemask: int
+    icmp_msgs_per_sec: int
+    icmp_msgs_burst: int
+    icmp6_ratelimit: int
+    icmp6_ratemask: int
+    flowlabel_reflect: int
+
+    def __init__(self, sysctls: Sysctls) -> None:
+        for attr, name in _SWITCHES.items():
+            setattr(self, attr, bool(sysctls.int(name)))
+        for attr, name in _INTEGERS.items():
+            setattr(self, attr, sysctls.int(name))

@@ -1,0 +1,84 @@
+"""``pktdemux shell``: the namespace, the banner, and a user's session
+typed into the plain console under tmux and read back from the screen."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from collections.abc import Iterator
+
+import pytest
+
+from pktdemux.host import Host
+from pktdemux.shell import EXAMPLES, banner, namespace
+
+TYPED = 'host.receive(IP(src="10.0.0.2", dst="10.0.0.1")/TCP(dport=81, flags="S"))'
+EXPECTED = "dropped: NO_SOCKET — nothing listens on tcp 10.0.0.1:81; the kernel answers with a RST"
+ROOT = Path(__file__).resolve().parent.parent
+#: seconds to wait for the console to answer
+PATIENCE = 20.0
+
+
+def test_namespace_has_host_and_scapy_layers() -> None:
+    host = Host()
+    names = namespace(host)
+    assert names["host"] is host
+    assert {"IP", "IPv6", "TCP", "UDP", "ICMP", "ICMPv6EchoRequest", "Raw", "Host", "hexdump", "ls"} <= set(names)
+    packet = names["IP"](dst="10.0.0.1") / names["UDP"](dport=53)
+    assert host.receive(packet).reason.value == "NO_SOCKET"
+
+
+def test_banner_says_what_to_type_first() -> None:
+    text = banner(Host())
+    assert "10.0.0.1/24" in text and all(example in text for example in EXAMPLES)
+    assert EXAMPLES[0] == TYPED
+
+
+def test_examples_in_the_banner_run() -> None:
+    names = namespace(Host())
+    for example in EXAMPLES:
+        exec(example, names)  # noqa: S102  (the banner's own examples)
+    assert names["web"].state.value == "LISTEN"
+
+
+@pytest.fixture
+def tmux_session() -> Iterator[str]:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    name = f"pktdemux-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "220", "-y", "50", "-c", str(ROOT),
+                    sys.executable, "-m", "pktdemux", "shell", "--plain"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def screen(session: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def wait_for(session: str, text: str) -> str:
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        shown = screen(session)
+        if text in shown:
+            return shown
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} never appeared; the screen shows:\n{screen(session)}")
+
+
+def test_user_types_a_packet_and_reads_the_verdict(tmux_session: str) -> None:
+    wait_for(tmux_session, ">>>")  # the pane drops trailing blanks
+    subprocess.run(["tmux", "send-keys", "-t", tmux_session, "-l", TYPED], check=True)
+    subprocess.run(["tmux", "send-keys", "-t", tmux_session, "Enter"], check=True)
+    shown = wait_for(tmux_session, EXPECTED)
+    assert "reply: IP / TCP 10.0.0.1:81 > 10.0.0.2:" in shown
+    subprocess.run(["tmux", "send-keys", "-t", tmux_session, "-l", "print(host.ss())"], check=True)
+    subprocess.run(["tmux", "send-keys", "-t", tmux_session, "Enter"], check=True)
+    wait_for(tmux_session, "Netid State Recv-Q Send-Q Local Address:Port")
