@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .dropreason import DropReason
 from .errors import CaptureError, HostFileError, InputError, PktdemuxError, SocketError
+from .host import Host
 from .kernel import Interface, Kernel
 from .sockets import Proto, Socket, TcpState
 from .sysctl import Sysctls
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CaptureError",
     "DropReason",
+    "Host",
     "HostFileError",
     "InputError",
     "Interface",

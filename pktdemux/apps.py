@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 
 from .explain import peek
 from .sockets import Proto, Socket
-from .tcp_output import tcp_segment_bytes, tsval
 from .tcp_options import timestamp_option
+from .tcp_output import tcp_segment_bytes, tsval
 from .wire import PROTO_TCP, build_ipv4, build_ipv6, transport_checksum
 
 if TYPE_CHECKING:

@@ -54,9 +54,11 @@ class DropReason(enum.Enum):
     FRAG_PENDING = "FRAG_PENDING"
     #: Reassembly timed out (ip_expire).
     FRAG_REASM_TIMEOUT = "FRAG_REASM_TIMEOUT"
-    #: Fragment offset past the 64 KiB limit.
+    #: Held fragments thrown away because more than ipfrag_max_dist fragments
+    #: from the same source came in between (ip_frag_too_far, ip_frag_reinit).
     FRAG_TOO_FAR = "FRAG_TOO_FAR"
-    #: Duplicate or overlapping fragment.
+    #: Duplicate fragment: wholly inside a run already held (inet_frag_queue_insert);
+    #: an overlapping one discards its queue with NOT_SPECIFIED instead.
     DUP_FRAG = "DUP_FRAG"
     #: TCP flags invalid for the socket's state (tcp_rcv_state_process).
     TCP_FLAGS = "TCP_FLAGS"

@@ -26,7 +26,7 @@ from .routing import LOOPBACK_DEVICE
 from .verdict import Verdict, deliver, drop, with_note
 from .wire import (
     CSUM_BAD, CSUM_OFFLOADED, OFFLOADED_NOTE, PROTO_ICMP, PROTO_ICMPV6, build_ipv4, build_ipv6, checksum,
-    ones_complement_sum, received_checksum, transport_checksum, transport_checksum_ok,
+    format_addr, ones_complement_sum, received_checksum, transport_checksum, transport_checksum_ok,
 )
 
 if TYPE_CHECKING:
@@ -149,29 +149,38 @@ def send_error4(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
         ICMP error (or an unknown type > 18), global or per-destination rate
         limit, no room for a quote.
     """
-    if pkt.route is not RouteType.LOCAL or pkt.frag_offset:
-        return None
+    what = f"ICMP {type_}/{code}"
+    if pkt.route is not RouteType.LOCAL:
+        return _not_sent(kernel, what, f"the destination is {pkt.route.value}", "__icmp_send; spec §5.1")
+    if pkt.frag_offset:
+        return _not_sent(kernel, what, "the packet is a non-first fragment", "__icmp_send; spec §5.1")
     raw = pkt.raw if datagram is None else datagram
     if pkt.proto == PROTO_ICMP:
         if len(raw) <= pkt.l4_offset:
-            return None
+            return _not_sent(kernel, what, "the offending ICMP message has no type", "__icmp_send")
         inner = raw[pkt.l4_offset]
         if inner > NR_ICMP_TYPES or inner in _ICMP_ERRORS:
-            return None
+            return _not_sent(kernel, what, f"never about an ICMP error or unknown type ({inner})",
+                             "__icmp_send; RFC 1122 §3.2.2")
     s = kernel.ip_sysctls
     ok, apply = _global_gate(kernel, icmpv4_limited(type_, code, s.icmp_ratemask), pkt.device)
     if not ok:
-        return None
+        return _not_sent(kernel, what, "the global ICMP rate limit (icmp_msgs_per_sec) is spent",
+                         "icmp_global_allow; spec §5.4")
     src, dst = pkt.dst, pkt.src
     routing = kernel.routing
     opts = ip_options.echo_options(raw, pkt.parsed_options, src, lambda a: not routing.is_local(a), kernel.now)
     if opts is None:
-        return None
+        return _not_sent(kernel, what, "the options cannot be echoed", "__ip_options_echo")
     if not _peer_gate(kernel, apply, dst, pkt.device, s.icmp_ratelimit):
-        return None
+        return _not_sent(kernel, what, "the per-destination rate limit (icmp_ratelimit) is spent",
+                         "inet_peer_xrlim_allow; spec §5.4")
     room = min(routing.mtu(routing.output_device(dst, pkt.device)), ICMP_QUOTE_LIMIT) - 20 - len(opts) - 8
     if room <= 20:
-        return None
+        return _not_sent(kernel, what, f"no room to quote an IP header ({room} bytes)", "__icmp_send")
+    if kernel.trace is not None:
+        kernel.trace.append(f"{what} sent to {format_addr(dst)}, quoting {min(room, len(raw))} of the "
+                            f"{len(raw)} bytes (__icmp_send; spec §5.1, §5.2)")
     message = _icmp_message(type_, code, info, raw[:room])
     return build_ipv4(
         src=src, dst=dst, proto=PROTO_ICMP, payload=message,
@@ -201,30 +210,43 @@ def send_error6(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
         (is_ineligible), rate limits (net/ipv6/icmp.c:icmp6_send).
     """
     routing = kernel.routing
+    what = f"ICMPv6 {type_}/{code}"
     if pkt.dst[0] == 0xFF and not (type_ == ICMPV6_PKT_TOOBIG or to_multicast):
-        return None
+        return _not_sent(kernel, what, "the destination is multicast", "icmp6_send; spec §5.3")
     if pkt.src[0] == 0xFF or not any(pkt.src):
-        return None
+        return _not_sent(kernel, what, "the source is multicast or unspecified", "icmp6_send; spec §5.3")
     raw = pkt.raw if datagram is None else datagram
     if _ineligible6(raw):
-        return None
+        return _not_sent(kernel, what, "never about an ICMPv6 error", "is_ineligible; RFC 4443 §2.4(e)")
     s = kernel.ip_sysctls
     ok, apply = _global_gate(kernel, icmpv6_limited(type_, s.icmp6_ratemask), pkt.device)
     if not ok:
-        return None
+        return _not_sent(kernel, what, "the global ICMP rate limit (icmp_msgs_per_sec) is spent",
+                         "icmpv6_global_allow; spec §5.4")
     dst = pkt.src
     out_device = routing.output_device(dst, pkt.device)
     src = pkt.dst if routing.is_local(pkt.dst) else routing.source_address(dst, out_device)
     if src is None:
-        return None
+        return _not_sent(kernel, what, "no source address", "ipv6_dev_get_saddr")
     if not _peer_gate(kernel, apply, dst, pkt.device, s.icmp6_ratelimit):
-        return None
+        return _not_sent(kernel, what, "the per-destination rate limit (net.ipv6.icmp.ratelimit) is spent",
+                         "icmpv6_xrlim_allow; spec §5.4")
+    if kernel.trace is not None:
+        kernel.trace.append(f"{what} sent from {format_addr(src)} to {format_addr(dst)}, quoting "
+                            f"{min(len(raw), IPV6_MIN_MTU - 48)} of the {len(raw)} bytes (icmp6_send; spec §5.3)")
     message = _icmpv6_message(src, dst, type_, code, info, raw[:IPV6_MIN_MTU - 40 - 8])
     return build_ipv6(
         src=src, dst=dst, next_header=PROTO_ICMPV6, payload=message,
         hop_limit=s.hop_limit,
         flow_label=_flow_label(kernel, src, dst),
     )
+
+
+def _not_sent(kernel: Kernel, what: str, why: str, source: str) -> None:
+    """No error is sent; the trace says why."""
+    if kernel.trace is not None:
+        kernel.trace.append(f"{what} not sent: {why} ({source})")
+    return None
 
 
 def _flow_label(kernel: Kernel, src: bytes, dst: bytes) -> int:
@@ -274,6 +296,9 @@ def _receive4(kernel: Kernel, pkt: IpPacket) -> Verdict:
                     handler="icmp")
     type_ = msg[0]
     s = kernel.ip_sysctls
+    if kernel.trace is not None:
+        kernel.trace.append(f"ICMP type {type_} code {msg[1]} to a {pkt.route.value} address, checksum "
+                            f"{'not verified on lo' if pkt.device == LOOPBACK_DEVICE else 'ok'} (icmp_rcv; spec §6)")
     if type_ == ICMP_EXT_ECHO:
         return deliver((), "extended echo (PROBE) ignored: icmp_echo_enable_probe is 0", handler="icmp probe")
     if pkt.route is not RouteType.LOCAL:
@@ -316,7 +341,8 @@ def _reply4(kernel: Kernel, pkt: IpPacket, message_type: int, message_code: int,
     limited = icmpv4_limited(message_type, message_code, s.icmp_ratemask)
     ok, apply = _global_gate(kernel, limited, "")
     if not ok or not _peer_gate(kernel, apply, pkt.src, pkt.device, s.icmp_ratelimit):
-        return None
+        return _not_sent(kernel, f"ICMP {message_type}/{message_code} reply", "an ICMP rate limit is spent "
+                         "(icmp_ratemask names the type)", "icmpv4_xrlim_allow; spec §5.4")
     return build_ipv4(
         src=src, dst=pkt.src, proto=PROTO_ICMP, payload=message,
         ttl=s.ip_default_ttl, tos=pkt.tos,
@@ -364,6 +390,8 @@ def _receive6(kernel: Kernel, pkt: IpPacket) -> Verdict:
 
 def _message6(kernel: Kernel, pkt: IpPacket, msg: bytes) -> Verdict:
     """icmpv6_rcv after the checksum: what the message type asks for."""
+    if kernel.trace is not None:
+        kernel.trace.append(f"ICMPv6 type {msg[0]} code {msg[1]} (icmpv6_rcv; spec §6)")
     if len(msg) < 8:
         return drop(DropReason.NOT_SPECIFIED, f"ICMPv6 message of {len(msg)} bytes, shorter than its header",
                     handler="icmpv6")

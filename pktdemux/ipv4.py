@@ -15,6 +15,7 @@ from . import icmp, ip_options, tcp, udp
 from .dropreason import DropReason
 from .packet import IpPacket, RouteType
 from .verdict import Verdict, deliver, drop
+from .wire import format_addr
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -27,6 +28,9 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_PIM = 103
 PROTO_UDPLITE = 136
+
+_PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_IGMP: "IGMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP",
+                PROTO_PIM: "PIM", PROTO_UDPLITE: "UDP-Lite"}
 
 _MF = 0x2000
 _OFFSET = 0x1FFF
@@ -51,22 +55,26 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
     """
     n = len(packet)
     if n < 20:
-        return drop(DropReason.IP_INHDR, f"{n} bytes: shorter than an IPv4 header")
+        return _drop(kernel, DropReason.IP_INHDR, f"{n} bytes: shorter than an IPv4 header")
     vihl, tos, tot_len, ident, frag, ttl, proto, _csum, src, dst = _HEADER.unpack_from(packet)
     ihl = (vihl & 0x0F) * 4
     if vihl >> 4 != 4 or ihl < 20:
-        return drop(DropReason.IP_INHDR, f"version {vihl >> 4}, header length {ihl}")
+        return _drop(kernel, DropReason.IP_INHDR, f"version {vihl >> 4}, header length {ihl}")
     if n < ihl:
-        return drop(DropReason.IP_INHDR, f"header length {ihl} but only {n} bytes")
+        return _drop(kernel, DropReason.IP_INHDR, f"header length {ihl} but only {n} bytes")
     # A header sums to 0xFFFF exactly when its big-endian integer is a
     # multiple of 0xFFFF (RFC 1071, 2**16 ≡ 1); the version nibble makes it non-zero.
     if int.from_bytes(packet[:ihl], "big") % 0xFFFF:
-        return drop(DropReason.IP_CSUM, "bad IPv4 header checksum")
+        return _drop(kernel, DropReason.IP_CSUM, "bad IPv4 header checksum")
     if n < tot_len:
-        return drop(DropReason.PKT_TOO_SMALL, f"total length {tot_len} but only {n} bytes (InTruncatedPkts)")
+        return _drop(kernel, DropReason.PKT_TOO_SMALL, f"total length {tot_len} but only {n} bytes (InTruncatedPkts)")
     if tot_len < ihl:
-        return drop(DropReason.IP_INHDR, f"total length {tot_len} below header length {ihl}")
+        return _drop(kernel, DropReason.IP_INHDR, f"total length {tot_len} below header length {ihl}")
     raw = packet if n == tot_len else packet[:tot_len]
+    trace = kernel.trace
+    if trace is not None:
+        trace.append(f"IPv4 header ok: {format_addr(src)} -> {format_addr(dst)}, protocol {proto}, "
+                     f"{tot_len} bytes, TTL {ttl}, on {device} (ip_rcv_core; spec §1.1)")
 
     conf = kernel.ip_sysctls
     route, reason, note = kernel.routing.classify4(
@@ -74,7 +82,13 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
     if route is None:
         # (for an unreachable destination the kernel would still parse the
         # options before ip_error drops it; not modelled)
+        if trace is not None:
+            trace.append(f"input route: {note}: drop {reason.value if reason else 'NOT_SPECIFIED'} "
+                         "(ip_route_input_slow; spec §1.1.1)")
         return drop(reason or DropReason.NOT_SPECIFIED, note, handler="ip route")
+    if trace is not None:
+        trace.append(f"input route: {format_addr(dst)} is a {route.value} destination "
+                     "(ip_route_input_slow; spec §1.1.1)")
     pkt = IpPacket(4, src, dst, proto, tos, ttl, 0, ident, raw, ihl, b"", route, device)
     if frag & _OFFSET:
         pkt.frag_offset = (frag & _OFFSET) << 3
@@ -83,8 +97,18 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
         if verdict is not None:
             return verdict
     if frag & (_MF | _OFFSET):
+        if trace is not None:
+            trace.append(f"fragment at offset {(frag & _OFFSET) << 3}{', more follow' if frag & _MF else ''}: "
+                         "to reassembly (ip_local_deliver, ip_defrag)")
         return reassemble(kernel, pkt)
     return deliver_local(kernel, pkt)
+
+
+def _drop(kernel: Kernel, reason: DropReason, note: str) -> Verdict:
+    """A header check failed (ip_rcv_core): the drop, traced."""
+    if kernel.trace is not None:
+        kernel.trace.append(f"IPv4 header check failed: {note}: drop {reason.value} (ip_rcv_core; spec §1.1)")
+    return drop(reason, note)
 
 
 def _options(kernel: Kernel, pkt: IpPacket) -> Verdict | None:
@@ -98,13 +122,23 @@ def _options(kernel: Kernel, pkt: IpPacket) -> Verdict | None:
         parsed = ip_options.compile_received(header, local, lambda a: not routing.is_local(a), kernel.now)
     except ip_options.OptionError as err:
         pkt.raw = bytes(header) + pkt.raw[pkt.l4_offset:]
+        if kernel.trace is not None:
+            kernel.trace.append(f"IP options: malformed option at byte {err.pointer} ({err}): "
+                                "ICMP parameter problem, drop IP_INHDR (ip_options_compile, ip_rcv_options)")
         reply = icmp.send_error4(kernel, pkt, icmp.ICMP_PARAMETERPROB, 0, err.pointer << 24)
         return drop(DropReason.IP_INHDR, f"malformed IP option at byte {err.pointer}: {err}",
                     replies=icmp.replies(reply), handler="ip options")
     pkt.raw = bytes(header) + pkt.raw[pkt.l4_offset:]
     pkt.options = bytes(header[20:])
     pkt.parsed_options = parsed
+    if kernel.trace is not None:
+        kernel.trace.append(f"IP options: {len(pkt.options)} bytes compiled, "
+                            f"{'a source route' if parsed.srr else 'no source route'} "
+                            "(ip_options_compile, ip_rcv_options; RFC 791)")
     if parsed.srr and not kernel.ip_sysctls.accept_source_route:
+        if kernel.trace is not None:
+            kernel.trace.append("source route while net.ipv4.conf.all.accept_source_route=0: drop "
+                                "(ip_rcv_options)")
         return drop(DropReason.NOT_SPECIFIED, "source route option while accept_source_route=0",
                     handler="ip options")
     return None
@@ -134,6 +168,9 @@ def deliver_local(kernel: Kernel, pkt: IpPacket) -> Verdict:
     are consumed by the kernel; UDP-Lite is dropped (not modelled).
     """
     proto = pkt.proto
+    if kernel.trace is not None:
+        kernel.trace.append(f"protocol {proto} ({_PROTO_NAMES.get(proto, 'no handler')}) "
+                            "(ip_local_deliver, ip_protocol_deliver_rcu)")
     if proto == PROTO_TCP:
         return tcp.receive(kernel, pkt)
     if proto == PROTO_UDP:

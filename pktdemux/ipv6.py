@@ -17,6 +17,7 @@ from .dropreason import DropReason
 from .packet import IpPacket, RouteType
 from .routing import LOOPBACK_DEVICE, V6_LOOPBACK
 from .verdict import Verdict, drop
+from .wire import format_addr
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -33,10 +34,19 @@ NEXTHDR_ICMP = 58
 NEXTHDR_NONE = 59
 NEXTHDR_DEST = 60
 
+_NEXTHDR_NAMES = {
+    NEXTHDR_HOP: "hop-by-hop options", NEXTHDR_TCP: "TCP", NEXTHDR_UDP: "UDP", NEXTHDR_ROUTING: "routing header",
+    NEXTHDR_FRAGMENT: "fragment header", NEXTHDR_AUTH: "AH", NEXTHDR_ICMP: "ICMPv6",
+    NEXTHDR_NONE: "no next header", NEXTHDR_DEST: "destination options",
+}
+
 _TLV_PAD1 = 0
 _TLV_PADN = 1
 #: hop-by-hop options the kernel knows: router alert, CALIPSO, IOAM, jumbo payload
 _KNOWN_HOP_OPTIONS = frozenset((0x05, 0x07, 0x31, 0xC2))
+#: what the two high bits of an unknown option's type ask for (RFC 8200 §4.2)
+_OPTION_ACTIONS = ("skip it", "discard", "discard, ICMPv6 parameter problem",
+                   "discard, ICMPv6 parameter problem unless multicast")
 #: net.ipv6.max_hbh_opts_number / max_dst_opts_number
 _MAX_TLV_COUNT = 8
 
@@ -60,24 +70,28 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
     """
     n = len(packet)
     if n < 40:
-        return drop(DropReason.IP_INHDR, f"{n} bytes: shorter than an IPv6 header")
+        return _drop(kernel, DropReason.IP_INHDR, f"{n} bytes: shorter than an IPv6 header")
     first, plen, nexthdr, hlim, src, dst = _FIXED.unpack_from(packet)
     if first >> 28 != 6:
-        return drop(DropReason.UNHANDLED_PROTO, f"IP version {first >> 28}")
+        return _drop(kernel, DropReason.UNHANDLED_PROTO, f"IP version {first >> 28}")
     if device != LOOPBACK_DEVICE:
         if src == V6_LOOPBACK or dst == V6_LOOPBACK:
-            return drop(DropReason.IP_INHDR, "::1 on a non-loopback device (RFC 4291 §2.5.3)")
+            return _drop(kernel, DropReason.IP_INHDR, "::1 on a non-loopback device (RFC 4291 §2.5.3)")
         if dst[0] == 0xFF and dst[1] & 0x0F == 1:
-            return drop(DropReason.IP_INHDR, "interface-local multicast from outside (RFC 4291 §2.7)")
+            return _drop(kernel, DropReason.IP_INHDR, "interface-local multicast from outside (RFC 4291 §2.7)")
     if dst[0] == 0xFF and dst[1] & 0x0F == 0:
-        return drop(DropReason.IP_INHDR, "multicast destination with reserved scope 0")
+        return _drop(kernel, DropReason.IP_INHDR, "multicast destination with reserved scope 0")
     if src[0] == 0xFF:
-        return drop(DropReason.IP_INHDR, "multicast source address (RFC 4291 §2.7)")
+        return _drop(kernel, DropReason.IP_INHDR, "multicast source address (RFC 4291 §2.7)")
     if plen == 0 and nexthdr == NEXTHDR_HOP:
-        return drop(DropReason.IP_INHDR, "jumbogram (payload length 0): not modelled")
+        return _drop(kernel, DropReason.IP_INHDR, "jumbogram (payload length 0): not modelled")
     if 40 + plen > n:
-        return drop(DropReason.PKT_TOO_SMALL, f"payload length {plen} but only {n - 40} bytes (InTruncatedPkts)")
+        return _drop(kernel, DropReason.PKT_TOO_SMALL, f"payload length {plen} but only {n - 40} bytes (InTruncatedPkts)")
     raw = packet if n == 40 + plen else packet[:40 + plen]
+    trace = kernel.trace
+    if trace is not None:
+        trace.append(f"IPv6 header ok: {format_addr(src)} -> {format_addr(dst)}, next header {nexthdr}, "
+                     f"payload {plen} bytes, hop limit {hlim}, on {device} (ip6_rcv_core; spec §1.2)")
     pkt = IpPacket(6, src, dst, nexthdr, (first >> 20) & 0xFF, hlim, first & 0xFFFFF, 0,
                    raw, 40, b"", RouteType.LOCAL, device)
     if nexthdr == NEXTHDR_HOP:
@@ -85,6 +99,13 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
         if verdict is not None:
             return verdict
     route, reason, note = kernel.routing.classify6(src, dst, device)
+    if trace is not None:
+        if route is None:
+            trace.append(f"input route: {note}: drop {reason.value if reason else 'NOT_SPECIFIED'} "
+                         "(ip6_route_input, ip6_mc_input; spec §1.2)")
+        else:
+            trace.append(f"input route: {format_addr(dst)} is a {route.value} destination "
+                         "(ip6_route_input; spec §1.2)")
     if route is None:
         if reason is DropReason.IP_INNOROUTES:
             reply = icmp.send_error6(kernel, pkt, icmp.ICMPV6_DEST_UNREACH, icmp.ICMPV6_NOROUTE)
@@ -94,10 +115,20 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
     return _deliver(kernel, pkt)
 
 
+def _drop(kernel: Kernel, reason: DropReason, note: str) -> Verdict:
+    """A fixed-header check failed (ip6_rcv_core): the drop, traced."""
+    if kernel.trace is not None:
+        kernel.trace.append(f"IPv6 header check failed: {note}: drop {reason.value} (ip6_rcv_core; spec §1.2)")
+    return drop(reason, note)
+
+
 def _deliver(kernel: Kernel, pkt: IpPacket) -> Verdict:
     """ip6_protocol_deliver_rcu: walk the extension headers to the transport."""
     while True:
         proto = pkt.proto
+        if kernel.trace is not None:
+            kernel.trace.append(f"next header {proto} ({_NEXTHDR_NAMES.get(proto, 'no handler')}) at byte "
+                                f"{pkt.l4_offset} (ip6_protocol_deliver_rcu)")
         if proto == NEXTHDR_TCP:
             return tcp.receive(kernel, pkt)
         if proto == NEXTHDR_UDP:
@@ -166,6 +197,9 @@ def _options_header(kernel: Kernel, pkt: IpPacket, *, hop_by_hop: bool) -> Verdi
                     return verdict
             padlen = 0
         off += optlen
+    if kernel.trace is not None:
+        kernel.trace.append(f"{'hop-by-hop' if hop_by_hop else 'destination'} options: {end - start} bytes, "
+                            f"{count} option(s) other than padding, accepted (ip6_parse_tlv; RFC 8200 §4.2)")
     _advance(pkt, end - start)
     return None
 
@@ -173,6 +207,9 @@ def _options_header(kernel: Kernel, pkt: IpPacket, *, hop_by_hop: bool) -> Verdi
 def _unknown_option(kernel: Kernel, pkt: IpPacket, kind: int, off: int) -> Verdict | None:
     """ip6_tlvopt_unknown: the action coded in the option type's top bits."""
     action = kind >> 6
+    if kernel.trace is not None:
+        kernel.trace.append(f"unknown option 0x{kind:02x}: action {action} "
+                            f"({_OPTION_ACTIONS[action]}) (ip6_tlvopt_unknown; RFC 8200 §4.2)")
     if action == 0:
         return None
     note = f"unknown option 0x{kind:02x} (action {action})"

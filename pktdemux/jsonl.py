@@ -36,12 +36,17 @@ Fields of each object:
 from __future__ import annotations
 
 import json
+import math
 import os
+from json.encoder import encode_basestring
 from typing import IO
 
 from .replay import Result
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_BOOL = {True: "true", False: "false", None: "null"}
+#: distinct strings whose JSON form the writer remembers (notes, names, handlers)
+_CACHE_LIMIT = 4096
 
 
 def to_json(result: Result) -> dict[str, object]:
@@ -73,6 +78,12 @@ def to_json(result: Result) -> dict[str, object]:
 class JsonlWriter:
     """Writes one JSON line per result to ``path``.
 
+    Each line is ``json.dumps(to_json(result))`` with separators ``,`` and
+    ``:`` and non-ASCII kept, byte for byte; it is put together from the
+    fields directly, with the JSON form of repeated strings remembered
+    (at most 4,096 of them, so memory stays flat), which is several times
+    faster than encoding a dict per packet.
+
     Raises:
         OSError: when the file cannot be created or written.
     """
@@ -80,10 +91,50 @@ class JsonlWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self._file: IO[str] = open(self.path, "w", encoding="utf-8")
+        self._strings: dict[str, str] = {}
 
     def write(self, result: Result) -> None:
         """Append the line of one result."""
-        self._file.write(_dumps(to_json(result)) + "\n")
+        self._file.write(self.line(result))
+
+    def _str(self, text: str) -> str:
+        """The JSON string literal of ``text``."""
+        cache = self._strings
+        literal = cache.get(text)
+        if literal is None:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            literal = cache[text] = encode_basestring(text)
+        return literal
+
+    def line(self, result: Result) -> str:
+        """The JSON line of one result, newline included (see the module doc)."""
+        string = self._str
+        record = result.record
+        verdict = result.verdict
+        note = result.note
+        if verdict is not None:
+            decision = '"deliver"' if verdict.delivered else '"drop"'
+            sockets = "[" + ",".join([string(s.display_name) for s in verdict.sockets]) + "]"
+            reason = "null" if verdict.reason is None else string(verdict.reason.value)
+            replies = '["' + '","'.join([r.hex() for r in verdict.replies]) + '"]' if verdict.replies else "[]"
+            handler = string(verdict.handler)
+            note = verdict.note or note
+        else:
+            decision, sockets, reason, replies, handler = "null", "[]", "null", "[]", '""'
+        direction = result.direction
+        tail = ""
+        if direction == "out":
+            tx = result.transmission
+            if tx is None:
+                tail = f',"matched":null,"action":"","looped":{_BOOL[result.looped]}'
+            else:
+                tail = f',"matched":{_BOOL[tx.matched]},"action":{string(tx.action)},"looped":{_BOOL[result.looped]}'
+                if tx.note:
+                    note = tx.note
+        return (f'{{"n":{record.n},"time":{_number(record.time)},"ifindex":{getattr(record, "ifindex", 0)},'
+                f'"direction":{string(direction)},"verdict":{decision},"sockets":{sockets},"reason":{reason},'
+                f'"replies":{replies},"handler":{handler},"note":{string(note)}{tail}}}\n')
 
     def close(self) -> None:
         """Flush and close the file (what was written stays written)."""
@@ -94,3 +145,10 @@ class JsonlWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _number(value: float) -> str:
+    """A number as the json module writes it (float repr; NaN and infinities spelled its way)."""
+    if value.__class__ is float and math.isfinite(value):
+        return repr(value)
+    return _dumps(value)

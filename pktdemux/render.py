@@ -99,6 +99,17 @@ def _transport(proto: int, seg: bytes, v6: bool) -> tuple[int | None, int | None
     return None, None, ""
 
 
+def _datagram(ip: bytes, v6: bool) -> bytes:
+    """``ip`` cut to the length its header gives (IPv4 total length, IPv6
+    40 + payload length): what follows is link padding or an FCS, not payload.
+    A length the bytes cannot hold, or an IPv6 payload length of 0 (jumbogram),
+    leaves ``ip`` as it is."""
+    length = 40 + ((ip[4] << 8) | ip[5]) if v6 else (ip[2] << 8) | ip[3]
+    if (v6 and length == 40) or length > len(ip) or (not v6 and length < (ip[0] & 15) * 4):
+        return ip
+    return ip[:length]
+
+
 def summarize(ip: bytes) -> Summary:
     """The table fields of an IP packet (from its IP header)."""
     version = ip[0] >> 4 if ip else 0
@@ -106,6 +117,7 @@ def summarize(ip: bytes) -> Summary:
     if version not in (4, 6) or len(ip) < (40 if v6 else 20):
         return Summary("", "", f"IPv{version}" if ip else "", f"{len(ip)} bytes, header unreadable")
     src, dst = (ip[8:24], ip[24:40]) if v6 else (ip[12:16], ip[16:20])
+    ip = _datagram(ip, v6)
     proto, off, first, note = _l4(ip) or (0, len(ip), False, "")
     name = _PROTO_NAMES.get(proto, str(proto))
     sport = dport = None

@@ -41,7 +41,7 @@ def peer_key(packet: bytes) -> PeerKey | None:
 
 
 class _Entry:
-    __slots__ = ("time", "packet", "peer", "masked", "used")
+    __slots__ = ("masked", "packet", "peer", "time", "used")
 
     def __init__(self, time: float, packet: bytes, peer: PeerKey | None, masked: bytes) -> None:
         self.time, self.packet, self.peer, self.masked = time, packet, peer, masked
@@ -51,7 +51,7 @@ class _Entry:
 class SentReplies:
     """Recent replies of the emulation, oldest first, indexed by masked bytes and by peer."""
 
-    __slots__ = ("_order", "_by_mask", "_by_peer", "max_age", "max_count")
+    __slots__ = ("_by_mask", "_by_peer", "_order", "max_age", "max_count")
 
     def __init__(self, max_age: float = MAX_AGE, max_count: int = MAX_COUNT) -> None:
         self._order: deque[_Entry] = deque()

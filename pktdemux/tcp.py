@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import tcp_conn, tcp_listen, tcp_request, tcp_synsent, tcp_timewait
+from . import tcp_conn, tcp_listen, tcp_request, tcp_synsent, tcp_timewait, tcp_trace
 from .dropreason import DropReason
 from .packet import IpPacket, RouteType
-from .sockets import TcpState
+from .sockets import Socket, TcpState
 from .tcp_output import send_reset
 from .tcp_segment import RST, Segment, address_sum, parse_header
 from .tcp_verdict import tcp_drop
-from .verdict import Verdict
-from .wire import PROTO_TCP
+from .verdict import Verdict, with_note
+from .wire import (
+    CSUM_BAD,
+    CSUM_LOOPBACK,
+    CSUM_OFFLOADED,
+    OFFLOADED_NOTE,
+    PROTO_TCP,
+    received_checksum,
+)
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -37,60 +44,71 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
     Returns:
         The verdict with the replies.  Never raises for malformed input.
 
-    Order (tcp_v4_rcv): header length, data offset, checksum, established
-    table, listener buckets, then the state handler.
+    Order (tcp_v4_rcv): header length, data offset, checksum (the rule all
+    protocols share, :func:`pktdemux.wire.received_checksum`), established
+    table, listener buckets, then the state handler.  With ``kernel.trace``
+    a list, each step is appended to it (:mod:`pktdemux.tcp_trace`).
     """
+    trace = kernel.trace
     header = parse_header(pkt)
     if header is None:
-        return tcp_drop(DropReason.NOT_SPECIFIED, "tcp", "TCP header shorter than 20 bytes (tcp_v4_rcv)")
+        return _early_drop(trace, DropReason.NOT_SPECIFIED, "TCP header shorter than 20 bytes (tcp_v4_rcv)")
     seg_bytes = len(pkt.raw) - pkt.l4_offset
     doff = (header[4] >> 4) * 4
     if doff < 20:
-        return tcp_drop(DropReason.PKT_TOO_SMALL, "tcp", f"TCP data offset {doff} below 20 (tcp_v4_rcv)")
+        return _early_drop(trace, DropReason.PKT_TOO_SMALL, f"TCP data offset {doff} below 20 (tcp_v4_rcv)")
     if doff > seg_bytes:
-        return tcp_drop(DropReason.NOT_SPECIFIED, "tcp", f"TCP data offset {doff} beyond the {seg_bytes}-byte segment")
+        return _early_drop(trace, DropReason.NOT_SPECIFIED,
+                           f"TCP data offset {doff} beyond the {seg_bytes}-byte segment (tcp_v4_rcv)")
     addr_sum = address_sum(pkt.src, pkt.dst)
-    if not checksum_ok(pkt, addr_sum):
-        return tcp_drop(DropReason.TCP_CSUM, "tcp", "bad TCP checksum: dropped silently (tcp_checksum_complete)")
+    csum = received_checksum(pkt.src, pkt.dst, PROTO_TCP, pkt.raw, pkt.l4_offset, 16, pkt.device, addr_sum)
+    if csum == CSUM_BAD:
+        return _early_drop(trace, DropReason.TCP_CSUM, "bad TCP checksum: dropped silently (tcp_checksum_complete)")
     seg = Segment(pkt, header, seg_bytes - doff, addr_sum)
     table = kernel.tcp
     table.expire(kernel.now)
     sock = table.lookup_established(pkt, seg.sport, seg.dport)
-    if sock is None:
+    if trace is not None:
+        verdict = _traced(kernel, trace, sock, seg, csum)
+    elif sock is not None:
+        verdict = dispatch(kernel, sock, seg)
+    else:
         sock = table.lookup_listener(kernel.entropy, pkt, seg.sport, seg.dport)
+        verdict = no_socket(kernel, seg) if sock is None else dispatch(kernel, sock, seg)
+    if csum == CSUM_OFFLOADED:
+        verdict = with_note(verdict, OFFLOADED_NOTE)
+    return verdict
+
+
+def _traced(kernel: Kernel, trace: list[str], sock: Socket | None, seg: Segment, csum: str) -> Verdict:
+    """The lookup and dispatch of :func:`receive`, recording each step."""
+    if csum == CSUM_OFFLOADED:
+        trace.append("TCP checksum holds the pseudo-header sum alone: taken as offloaded (CHECKSUM_PARTIAL)")
+    elif csum == CSUM_LOOPBACK:
+        trace.append("TCP checksum not verified on lo (loopback_xmit: CHECKSUM_PARTIAL)")
+    else:
+        trace.append("TCP checksum verifies (tcp_checksum_complete; RFC 9293 §3.1)")
+    if sock is not None:
+        trace.append(tcp_trace.established_hit(sock, seg))
+    else:
+        trace.append(tcp_trace.established_miss(seg))
+        sock = kernel.tcp.lookup_listener(kernel.entropy, seg.pkt, seg.sport, seg.dport, trace)
         if sock is None:
-            return no_socket(kernel, seg)
-    return dispatch(kernel, sock, seg)
+            trace.append(tcp_trace.no_listener(seg))
+            verdict = no_socket(kernel, seg)
+            trace.append(tcp_trace.outcome(verdict))
+            return verdict
+    trace.append(tcp_trace.state_step(sock))
+    verdict = dispatch(kernel, sock, seg)
+    trace.extend(verdict.steps)
+    trace.append(tcp_trace.outcome(verdict))
+    return verdict
 
 
-def checksum_ok(pkt: IpPacket, addr_sum: int | None = None) -> bool:
-    """The TCP checksum verifies (tcp_checksum_complete), or was left for the
-    NIC: a segment captured on its sending host (checksum offload,
-    CHECKSUM_PARTIAL, as on loopback) holds only the pseudo-header sum.
-
-    ``addr_sum`` is :func:`~pktdemux.tcp_segment.address_sum` of the
-    addresses, when the caller has it.  One pass over the segment: its
-    big-endian integer modulo 0xFFFF is its 16-bit word sum (RFC 1071).
-    """
-    raw = pkt.raw
-    l4 = pkt.l4_offset
-    length = len(raw) - l4
-    if addr_sum is None:
-        addr_sum = address_sum(pkt.src, pkt.dst)
-    data = int.from_bytes(raw[l4:], "big")
-    if length & 1:
-        data <<= 8  # pad the odd byte to a word
-    pseudo = addr_sum + PROTO_TCP + length
-    if (pseudo + data) % 0xFFFF == 0:
-        return True
-    return partial_checksum(raw, l4, pseudo)
-
-
-def partial_checksum(raw: bytes, l4: int, pseudo: int) -> bool:
-    """The checksum field holds the folded pseudo-header sum ``pseudo`` alone
-    (CHECKSUM_PARTIAL left for the NIC), as a capture on the sender shows it."""
-    folded = pseudo % 0xFFFF or 0xFFFF
-    return raw[l4 + 16] << 8 | raw[l4 + 17] == folded
+def _early_drop(trace: list[str] | None, reason: DropReason, note: str) -> Verdict:
+    if trace is not None:
+        trace.append(note)
+    return tcp_drop(reason, "tcp", note)
 
 
 def dispatch(kernel: Kernel, sock, seg: Segment) -> Verdict:  # type: ignore[no-untyped-def]

@@ -38,7 +38,7 @@ class TcpOptions:
         tsval, tsecr: timestamp option values, or None when absent.
     """
 
-    __slots__ = ("mss", "wscale", "sack_ok", "tsval", "tsecr")
+    __slots__ = ("mss", "sack_ok", "tsecr", "tsval", "wscale")
 
     def __init__(self) -> None:
         self.mss: int | None = None

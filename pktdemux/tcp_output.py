@@ -194,7 +194,7 @@ class RequestOrigin:
     request socket: the addresses as received (reversed in the reply), the
     ports, the address sum.  For SYN-ACKs sent without a segment to answer."""
 
-    __slots__ = ("pkt", "sport", "dport", "addr_sum")
+    __slots__ = ("addr_sum", "dport", "pkt", "sport")
 
     def __init__(self, req: Socket) -> None:
         assert req.remote_addr is not None, "a request socket has its peer"

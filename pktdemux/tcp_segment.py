@@ -55,8 +55,20 @@ class Segment:
             segment and its replies share.
     """
 
-    __slots__ = ("sport", "dport", "seq", "ack", "flags", "window", "doff",
-                 "payload_len", "end_seq", "options", "pkt", "addr_sum")
+    __slots__ = (
+        "ack",
+        "addr_sum",
+        "doff",
+        "dport",
+        "end_seq",
+        "flags",
+        "options",
+        "payload_len",
+        "pkt",
+        "seq",
+        "sport",
+        "window",
+    )
 
     def __init__(self, pkt: IpPacket, header: tuple[int, ...], payload_len: int,
                  addr_sum: int | None = None) -> None:

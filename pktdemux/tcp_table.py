@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from .reuseport import ReuseportGroup, same_group
 from .sockets import V4_ANY, V4_MAPPED_PREFIX, V6_ANY, Socket, TcpState
 from .tcp_tcb import ListenQueue
+from .wire import format_endpoint
 
 if TYPE_CHECKING:
     from .entropy import Entropy
@@ -56,7 +57,7 @@ def established_key(sock: Socket) -> EstablishedKey:
 class TcpTable:
     """Every TCP socket the receive path can find."""
 
-    __slots__ = ("established", "_listen4", "_listen6", "_groups", "_expiry", "_order", "bound", "_owned")
+    __slots__ = ("_expiry", "_groups", "_listen4", "_listen6", "_order", "_owned", "bound", "established")
 
     def __init__(self, bound: list[Socket] | None = None) -> None:
         #: 4-tuple → socket (connections, requests, TIME_WAIT)
@@ -184,24 +185,29 @@ class TcpTable:
             return None
         return sock
 
-    def lookup_listener(self, entropy: Entropy, pkt: IpPacket, sport: int, dport: int) -> Socket | None:
+    def lookup_listener(self, entropy: Entropy, pkt: IpPacket, sport: int, dport: int,
+                        trace: list[str] | None = None) -> Socket | None:
         """The listener that gets this segment, or None (__inet_lookup_listener).
 
         Exact-address bucket first, then the wildcard bucket; SO_REUSEPORT
         members are picked with ``entropy.reuseport_hash`` (spec §2.3).
+        With ``trace`` (a list), one step per bucket probed is appended.
         """
         if pkt.version == 4:
             table, wildcard = self._listen4, V4_ANY
         else:
             table, wildcard = self._listen6, V6_ANY
-        bucket = table.get((pkt.dst, dport))
-        if bucket:
-            found = self._best_in_bucket(bucket, entropy, pkt, sport, dport)
-            if found is not None:
-                return found
-        bucket = table.get((wildcard, dport))
-        if bucket:
-            return self._best_in_bucket(bucket, entropy, pkt, sport, dport)
+        for addr in (pkt.dst, wildcard):
+            bucket = table.get((addr, dport))
+            if bucket:
+                found = self._best_in_bucket(bucket, entropy, pkt, sport, dport, trace)
+                if found is not None:
+                    return found
+            elif trace is not None:
+                trace.append(f"TCP lookup: listener bucket {format_endpoint(addr, dport)} empty "
+                             "(inet_lhash2_lookup; spec §2.2)")
+            if addr == wildcard:
+                break
         return None
 
     def listeners(self) -> Iterator[Socket]:
@@ -222,6 +228,7 @@ class TcpTable:
 
     def _best_in_bucket(
         self, bucket: list[Socket], entropy: Entropy, pkt: IpPacket, sport: int, dport: int,
+        trace: list[str] | None = None,
     ) -> Socket | None:
         """inet_lhash2_lookup over one bucket with compute_score (spec §2.2)."""
         best = None
@@ -231,15 +238,28 @@ class TcpTable:
         for sock in bucket:
             bound = sock.device
             if bound is not None and bound != device:
+                if trace is not None:
+                    trace.append(f"TCP lookup: '{sock.display_name}' bound to {bound}, packet on {device}: "
+                                 "skipped (compute_score)")
                 continue
             score = 1 + (bound is not None) + (ipv4 and sock.family == 4)
+            if trace is not None:
+                trace.append(f"TCP lookup: bucket {format_endpoint(sock.local_addr, dport)} -> "
+                             f"'{sock.display_name}' score {score} (compute_score; spec §2.2)")
             if score <= best_score:
                 continue
             if sock.reuseport:
                 group = self._groups.get(sock)
                 if group is not None:
-                    return group.select(entropy.reuseport_hash(pkt.src, sport, pkt.dst, dport, PROTO_TCP))
+                    member = group.select(entropy.reuseport_hash(pkt.src, sport, pkt.dst, dport, PROTO_TCP))
+                    if trace is not None:
+                        trace.append(f"TCP lookup: SO_REUSEPORT group of {len(group)} -> '{member.display_name}' "
+                                     "picked by the flow hash, early return (reuseport_select_sock; spec §2.3)")
+                    return member
             best, best_score = sock, score
+        if trace is not None and best is not None:
+            trace.append(f"TCP lookup: listener '{best.display_name}' wins with score {best_score} "
+                         "(inet_lhash2_lookup; spec §2.2)")
         return best
 
     def _buckets_of(self, sock: Socket) -> list[tuple[dict[tuple[bytes, int], list[Socket]], bytes]]:

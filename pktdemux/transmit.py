@@ -41,7 +41,7 @@ _ICMP6_NOT_EMULATED = frozenset(range(130, 144))
 class _Out:
     """The parsed IP header of an outgoing packet."""
 
-    __slots__ = ("version", "src", "dst", "proto", "l4", "ip_id")
+    __slots__ = ("dst", "ip_id", "l4", "proto", "src", "version")
 
     def __init__(self, version: int, src: bytes, dst: bytes, proto: int, l4: int, ip_id: int) -> None:
         self.version, self.src, self.dst, self.proto, self.l4, self.ip_id = version, src, dst, proto, l4, ip_id
@@ -72,8 +72,7 @@ def transmit(kernel: Kernel, packet: bytes, now: float) -> Transmission:
     Never raises for malformed input (an unparsable packet gives
     ``matched=None`` with a note).
     """
-    if now > kernel.now:
-        kernel.now = now
+    kernel.now = max(kernel.now, now)
     sent = kernel.sent
     sent.prune(kernel.now)
     out = _parse(packet)

@@ -16,7 +16,16 @@ from .dropreason import DropReason
 from .packet import IpPacket, RouteType
 from .sockets import Socket
 from .verdict import Verdict, deliver, drop, with_note
-from .wire import CSUM_BAD, CSUM_OFFLOADED, OFFLOADED_NOTE, PROTO_UDP, format_endpoint, received_checksum
+from .wire import (
+    CSUM_BAD,
+    CSUM_LOOPBACK,
+    CSUM_OFFLOADED,
+    CSUM_OK,
+    OFFLOADED_NOTE,
+    PROTO_UDP,
+    format_endpoint,
+    received_checksum,
+)
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -60,6 +69,9 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
         state = ""  # "no checksum"; over IPv6 only UDP_NO_CHECK6_RX sockets take it
     else:
         state = received_checksum(pkt.src, pkt.dst, PROTO_UDP, seg, 0, 6, pkt.device)
+    if kernel.trace is not None:
+        kernel.trace.append(f"UDP {sport} -> {dport}, length {ulen}, checksum {_CSUM_WORDS[state]} "
+                            f"({'__udp6_lib_rcv' if v6 else '__udp4_lib_rcv'}, udp_lib_checksum_complete; spec §4.1)")
     if pkt.route is not RouteType.LOCAL or (v6 and pkt.dst[0] == 0xFF):
         verdict = _multicast(kernel, pkt, sport, dport, seg, state != CSUM_BAD, csum == 0)
     else:
@@ -69,6 +81,12 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
     return verdict
 
 
+_CSUM_WORDS = {
+    "": "0 (none sent)", CSUM_OK: "ok", CSUM_OFFLOADED: "left to offload (pseudo-header sum only)",
+    CSUM_LOOPBACK: "not verified on lo", CSUM_BAD: "bad",
+}
+
+
 def _flow_hash(kernel: Kernel, pkt: IpPacket, sport: int, dport: int):  # type: ignore[no-untyped-def]
     return lambda: kernel.entropy.reuseport_hash(pkt.src, sport, pkt.dst, dport, PROTO_UDP)
 
@@ -76,10 +94,15 @@ def _flow_hash(kernel: Kernel, pkt: IpPacket, sport: int, dport: int):  # type: 
 def _unicast(kernel: Kernel, pkt: IpPacket, sport: int, dport: int, seg: bytes, csum_ok: bool,
              zero_csum: bool, datagram: bytes) -> Verdict:
     table = kernel.udp
+    trace = kernel.trace
     if pkt.version == 4:
-        sock = table.lookup4(pkt.src, sport, pkt.dst, dport, pkt.device, _flow_hash(kernel, pkt, sport, dport))
+        sock = table.lookup4(pkt.src, sport, pkt.dst, dport, pkt.device, _flow_hash(kernel, pkt, sport, dport),
+                             trace)
     else:
-        sock = table.lookup6(pkt.src, sport, pkt.dst, dport, pkt.device, _flow_hash(kernel, pkt, sport, dport))
+        sock = table.lookup6(pkt.src, sport, pkt.dst, dport, pkt.device, _flow_hash(kernel, pkt, sport, dport),
+                             trace)
+    if trace is not None and sock is None:
+        trace.append("no socket matched (__udp4_lib_lookup / __udp6_lib_lookup)")
     if sock is not None:
         if pkt.version == 6 and zero_csum and not sock.no_check6_rx:
             return drop(DropReason.UDP_CSUM, f"zero UDP checksum over IPv6 for {sock.display_name}",
@@ -113,8 +136,12 @@ def _multicast(kernel: Kernel, pkt: IpPacket, sport: int, dport: int, seg: bytes
     else:
         socks = table.multicast6(pkt.src, sport, pkt.dst, dport, pkt.device, zero_csum)
     kind = pkt.route.value
-    where = format_endpoint(pkt.dst, dport)
+    if kernel.trace is not None:
+        names = ", ".join(s.display_name for s in socks) or "none"
+        kernel.trace.append(f"{kind} fan-out on port {dport}: {len(socks)} socket(s) in delivery order: {names} "
+                            "(__udp4_lib_mcast_deliver / __udp6_lib_mcast_deliver; spec §4.3)")
     if not socks:
+        where = format_endpoint(pkt.dst, dport)
         return drop(DropReason.NOT_SPECIFIED, f"no socket for {kind} udp {where} (IgnoredMulti)",
                     handler=f"udp {kind}")
     if not csum_ok:

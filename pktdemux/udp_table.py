@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 from .reuseport import ReuseportGroup, same_group
 from .sockets import V4_MAPPED_PREFIX, Socket, TcpState
+from .wire import format_endpoint
 
 ANY = b""  # the wildcard bucket's key
 
@@ -141,7 +142,7 @@ class UdpTable:
     # -- unicast lookup ------------------------------------------------------
 
     def lookup4(self, saddr: bytes, sport: int, daddr: bytes, dport: int, device: str,
-                flow_hash: Callable[[], int]) -> Socket | None:
+                flow_hash: Callable[[], int], trace: list[str] | None = None) -> Socket | None:
         """The socket for an IPv4 unicast datagram (__udp4_lib_lookup, spec §4.2).
 
         Args:
@@ -150,6 +151,8 @@ class UdpTable:
             device: ingress device.
             flow_hash: returns the 32-bit SO_REUSEPORT flow hash (udp_ehashfn);
                 called only when a group is consulted.
+            trace: when a list, one line per bucket probed, candidate
+                scored and pick made is appended (Kernel.trace).
         """
         def score(sk: Socket, want: bytes) -> int:
             if sk.rcv_saddr4 != want:
@@ -170,17 +173,21 @@ class UdpTable:
             return points
 
         bucket = self._buckets.get((daddr, dport))
+        if trace is not None:
+            _trace_bucket(trace, daddr, dport, bucket)
         if bucket:
-            result = self._lookup2(bucket, lambda sk: score(sk, daddr), 0, flow_hash)
+            result = self._lookup2(bucket, lambda sk: score(sk, daddr), 0, flow_hash, trace)
             if result is not None:
                 return result
         bucket = self._buckets.get((ANY, dport))
+        if trace is not None:
+            _trace_bucket(trace, bytes(4), dport, bucket)
         if bucket:
-            return self._lookup2(bucket, lambda sk: score(sk, bytes(4)), 0, flow_hash)
+            return self._lookup2(bucket, lambda sk: score(sk, bytes(4)), 0, flow_hash, trace)
         return None
 
     def lookup6(self, saddr: bytes, sport: int, daddr: bytes, dport: int, device: str,
-                flow_hash: Callable[[], int]) -> Socket | None:
+                flow_hash: Callable[[], int], trace: list[str] | None = None) -> Socket | None:
         """The socket for an IPv6 unicast datagram (__udp6_lib_lookup; IPv6
         compute_score: AF_INET6 only, +1 each for connected port, connected
         address, bound device).  Arguments as :meth:`lookup4`."""
@@ -203,17 +210,21 @@ class UdpTable:
             return points
 
         bucket = self._buckets.get((bucket_key(daddr), dport))
+        if trace is not None:
+            _trace_bucket(trace, daddr, dport, bucket)
         if bucket:
-            result = self._lookup2(bucket, lambda sk: score(sk, daddr), -1, flow_hash)
+            result = self._lookup2(bucket, lambda sk: score(sk, daddr), -1, flow_hash, trace)
             if result is not None:
                 return result
         bucket = self._buckets.get((ANY, dport))
+        if trace is not None:
+            _trace_bucket(trace, bytes(16), dport, bucket)
         if bucket:
-            return self._lookup2(bucket, lambda sk: score(sk, bytes(16)), -1, flow_hash)
+            return self._lookup2(bucket, lambda sk: score(sk, bytes(16)), -1, flow_hash, trace)
         return None
 
     def _lookup2(self, bucket: list[Socket], score: Callable[[Socket], int], badness: int,
-                 flow_hash: Callable[[], int]) -> Socket | None:
+                 flow_hash: Callable[[], int], trace: list[str] | None = None) -> Socket | None:
         """udp4_lib_lookup2 / udp6_lib_lookup2: the best strictly-higher score
         from the head; an unconnected SO_REUSEPORT winner returns its group's
         pick at once unless the group has connected members (then scoring
@@ -221,6 +232,11 @@ class UdpTable:
         result = None
         for sk in bucket:
             points = score(sk)
+            if trace is not None:
+                trace.append(f"candidate {sk.display_name}: "
+                             f"{'no match' if points < 0 else f'score {points}'}"
+                             f"{'' if points < 0 or points > badness else ', not above the best'} "
+                             "(compute_score)")
             if points <= badness:
                 continue
             badness = points
@@ -229,9 +245,14 @@ class UdpTable:
                 result = sk
                 continue
             pick = group.select(flow_hash())
+            if trace is not None:
+                trace.append(f"SO_REUSEPORT group of {len(group.members)}: the flow hash picks "
+                             f"{pick.display_name} (reuseport_select_sock)")
             if not any(m.state is _ESTABLISHED for m in group.members):
                 return pick
             result = pick
+        if trace is not None and result is not None:
+            trace.append(f"winner: {result.display_name} (udp_lib_lookup2)")
         return result
 
     # -- broadcast / multicast --------------------------------------------
@@ -283,3 +304,9 @@ class UdpTable:
                 continue
             hits.append(sk)
         return hits[1:] + hits[:1]
+
+
+def _trace_bucket(trace: list[str], addr: bytes, port: int, bucket: list[Socket] | None) -> None:
+    where = format_endpoint(addr, port)
+    count = len(bucket) if bucket else 0
+    trace.append(f"secondary hash bucket {where}: {count} socket(s) (udp_lib_lookup2, hash2; spec §4.2)")

@@ -25,9 +25,9 @@ def test_explanation_renders_the_kernel_trace(monkeypatch) -> None:  # type: ign
 
     def traced(kernel, packet, now, device=None):  # type: ignore[no-untyped-def]
         verdict = real_receive(kernel, packet, now, device)
-        kernel.trace.extend(["IPv4 header valid (ip_rcv_core)", "no socket on tcp port 81 (__inet_lookup_skb)"])
+        fake = ("IPv4 header valid (ip_rcv_core)", "no socket on tcp port 81 (__inet_lookup_skb)")
         return Verdict(verdict.delivered, verdict.sockets, verdict.reason, verdict.replies, verdict.handler,
-                       verdict.note, tuple(kernel.trace))
+                       verdict.note, fake)
 
     monkeypatch.setattr(type(host.kernel), "receive", traced)
     explanation = host.explain(SYN)
@@ -43,6 +43,8 @@ def test_explain_uses_the_steps_the_core_records() -> None:
     steps = host.explain(SYN).steps
     assert isinstance(steps, tuple) and all(isinstance(s, str) for s in steps)
     assert all("(" in s and s.endswith(")") for s in steps), steps
+    assert any("tcp_v4_send_reset" in s for s in steps), steps
+    assert repr(host.explain(SYN)).splitlines()[1].startswith("1. ")
 
 
 def test_peek_reads_addresses_and_ports() -> None:

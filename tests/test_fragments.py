@@ -5,6 +5,7 @@ tests/test_fragments_kernel.py."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -38,7 +39,7 @@ def fragment4(datagram: bytes, cuts: list[int], *, df: bool = False) -> list[byt
     payload = datagram[ihl:]
     bounds = [0, *cuts, len(payload)]
     out = []
-    for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
+    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
         more = i < len(bounds) - 2
         header = bytearray(datagram[:ihl])
         flags = (0x2000 if more else 0) | (0x4000 if df else 0) | start >> 3
@@ -65,7 +66,7 @@ def fragment6(datagram: bytes, ident: int, cuts: list[int]) -> list[bytes]:
     nexthdr, payload = datagram[6], datagram[40:]
     bounds = [0, *cuts, len(payload)]
     out = []
-    for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
+    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
         more = i < len(bounds) - 2
         body = struct.pack("!BBHI", nexthdr, 0, start | more, ident) + payload[start:end]
         header = bytearray(datagram[:40])

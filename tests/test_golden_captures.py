@@ -3,7 +3,7 @@ tests/golden/, and ``pktdemux replay --golden`` checks and rewrites them.
 
 Regenerate them all after an intended change of behaviour (docs/golden.md)::
 
-    for h in pcaps/*.toml; do s=${h%.toml}; c=$(ls $s.pcap $s.pcapng 2>/dev/null) || continue
+    for h in pcaps/*.toml; do s=${h%.toml}; c=$(ls $s.pcap $s.pcapng 2>/dev/null | head -1); [ -n "$c" ] || continue
         pktdemux replay $c --host $h --golden tests/golden/$(basename $s).golden --update-golden; done
 """
 

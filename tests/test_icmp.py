@@ -360,3 +360,44 @@ def test_own_link_local_echo_over_lo_is_answered():
     assert v.delivered and v.handler == "icmpv6 echo"
     (reply,) = v.replies
     assert reply[8:24] == reply[24:40] == a("fe80::8c36:6ff:fe44:acaf")
+
+
+def _with_checksum(packet: bytes, value: int) -> bytes:
+    """``packet`` (IPv4 or IPv6, no options) with its ICMP checksum field set to ``value``."""
+    l4 = 20 if packet[0] >> 4 == 4 else 40
+    return packet[:l4 + 2] + value.to_bytes(2, "big") + packet[l4 + 4:]
+
+
+def test_icmpv6_checksum_left_to_offload_is_taken_with_a_note():
+    from pktdemux.wire import pseudo_header_sum
+
+    request = icmp6("fd00::2", "fd00::1", 128)
+    offloaded = _with_checksum(request, pseudo_header_sum(a("fd00::2"), a("fd00::1"), 58, len(request) - 40))
+    v = make_kernel().receive(offloaded, 1.0)
+    assert (v.delivered, v.handler, len(v.replies)) == (True, "icmpv6 echo", 1)
+    assert "checksum taken as offloaded" in v.note
+
+
+@pytest.mark.parametrize("request_,device,reason", [
+    (icmp4("10.0.0.2", "10.0.0.1", 8), "tun0", R.ICMP_CSUM),
+    (icmp6("fd00::2", "fd00::1", 128), "tun0", R.ICMP_CSUM),
+    (icmp4("127.0.0.1", "127.0.0.1", 8), "lo", None),
+    (icmp6("::1", "::1", 128), "lo", None),
+], ids=["v4-eth", "v6-eth", "v4-lo", "v6-lo"])
+def test_bad_icmp_checksum_is_dropped_except_on_lo(request_, device, reason):
+    l4 = 20 if request_[0] >> 4 == 4 else 40
+    bad = _with_checksum(request_, int.from_bytes(request_[l4 + 2:l4 + 4], "big") ^ 0x0101)
+    v = make_kernel().receive(bad, 1.0, device)
+    assert v.reason is reason
+    assert v.delivered is (reason is None)
+
+
+def test_rate_limiter_exists_from_the_start_and_is_the_one_used():
+    from pktdemux.icmp_ratelimit import IcmpRateLimiter
+
+    kernel = make_kernel()
+    limiter = kernel.icmp_ratelimit
+    assert isinstance(limiter, IcmpRateLimiter) and limiter.credit == 0
+    kernel.receive(udp4("10.0.0.2", "10.0.0.1", 5000, 9), 1.0)  # port unreachable: the global bucket refills
+    assert kernel.icmp_ratelimit is limiter and icmp.rate_limiter(kernel) is limiter
+    assert limiter.credit != 0 or limiter._stamp is not None

@@ -10,12 +10,14 @@ import pathlib
 import platform
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from click.testing import CliRunner
 
 from pktdemux.cli import main
 from pktdemux.golden import compare
+from pktdemux.hostfile import build_kernel
 from pktdemux.oracle import OracleResult, PacketResult, Reply, SocketReport
 from pktdemux.oracle.result import Datagram
 from pktdemux.record import _recorded_events, emulated, recorded
@@ -66,7 +68,6 @@ def test_recorded_verdicts_are_what_the_kernel_shows() -> None:
     unreachable = [r for r in emulated(scenario).splitlines() if "port-unreachable" in r]
     assert unreachable
     emulated_replies = []
-    from pktdemux.hostfile import build_kernel
     kernel = build_kernel(scenario.host)
     for p in scenario.packets:
         emulated_replies.append(kernel.receive(p.data, now=1.0 + p.offset, device="eth0").replies)
@@ -87,16 +88,20 @@ def test_record_needs_kernel_flag_and_bad_files_are_one_line(tmp_path: pathlib.P
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the command as another user")
-def test_record_refuses_in_one_line_where_no_namespace_can_be_made(tmp_path: pathlib.Path) -> None:
+def test_record_refuses_in_one_line_where_no_namespace_can_be_made() -> None:
     """As an unprivileged user, which cannot create the namespace."""
-    scenario = tmp_path / "s.scn"
-    scenario.write_text(SCN)
-    os.chmod(tmp_path, 0o755)
-    os.chmod(scenario, 0o644)
-    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-               sys.executable, "-m", "pktdemux", "record", str(scenario), "--kernel"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)  # readable by that user
+        scenario = pathlib.Path(folder) / "s.scn"
+        scenario.write_text(SCN)
+        proc = _record_as_nobody(scenario)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"pktdemux: error: {scenario}: cannot run on the real kernel here: needs root")
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+def _record_as_nobody(scenario: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+               sys.executable, "-m", "pktdemux", "record", str(scenario), "--kernel"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, check=False, capture_output=True, text=True, env=env, cwd="/", timeout=60)

@@ -200,11 +200,12 @@ def test_replies_go_back_to_the_sender(kernel, data: bytes) -> None:  # type: ig
     """Every reply is addressed to the source of the packet that caused it,
     from one of the host's addresses."""
     verdict = receive(kernel, data)
+    # a packet to 127.0.0.1 or ::1 arrives on lo, unverified, and is answered from there
     for reply in verdict.replies:
         if reply[0] >> 4 == 4:
-            assert reply[16:20] == data[12:16] and reply[12:16] == HOST4
+            assert reply[16:20] == data[12:16] and reply[12:16] in (HOST4, bytes((127, 0, 0, 1)))
         else:
-            assert reply[24:40] == data[8:24] and reply[8:24] == HOST6
+            assert reply[24:40] == data[8:24] and reply[8:24] in (HOST6, bytes(15) + b"\x01")
 
 
 # --------------------------------------------------------------------------

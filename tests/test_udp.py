@@ -317,3 +317,42 @@ def test_unicast_goes_to_exactly_one_bound_socket(binds, sport):
     # the winner is bound to the destination if any socket is
     if any(addr == "10.0.0.1" for addr, _ in binds):
         assert v.sockets[0].local_addr == a("10.0.0.1")
+
+
+def _pseudo_only(src: str, dst: str) -> int:
+    """The checksum field of a one-byte datagram whose checksum was left to offload."""
+    from pktdemux.wire import pseudo_header_sum
+
+    return pseudo_header_sum(a(src), a(dst), 17, 9)
+
+
+# id, packet, device, delivered, reason, note mentions offload
+OFFLOAD_CASES = [
+    ("v4-offloaded", lambda: udp4("10.0.0.2", "10.0.0.1", 5000, 53, csum=_pseudo_only("10.0.0.2", "10.0.0.1")),
+     None, True, None, True),
+    ("v6-offloaded", lambda: udp6("fd00::2", "fd00::1", 5000, 53, csum=_pseudo_only("fd00::2", "fd00::1")),
+     None, True, None, True),
+    ("v4-correct", lambda: udp4("10.0.0.2", "10.0.0.1", 5000, 53), None, True, None, False),
+    ("v4-bad", lambda: udp4("10.0.0.2", "10.0.0.1", 5000, 53, csum=0x1234), None, False, R.UDP_CSUM, False),
+    # on lo nothing is verified: the host's own datagram arrives CHECKSUM_PARTIAL
+    ("v4-bad-on-lo", lambda: udp4("10.0.0.1", "10.0.0.1", 5000, 53, csum=0x1234), "lo", True, None, False),
+    ("v6-bad-on-lo", lambda: udp6("::1", "::1", 5000, 53, csum=0x1234), "lo", True, None, False),
+]
+
+
+@pytest.mark.parametrize("make,device,delivered,reason,offload_note", [c[1:] for c in OFFLOAD_CASES],
+                         ids=[c[0] for c in OFFLOAD_CASES])
+def test_checksum_offload_and_loopback(make, device, delivered, reason, offload_note):
+    kernel = make_kernel()
+    udp_socket(kernel, "0.0.0.0", 53)
+    udp_socket(kernel, "::", 53, v6only=True)
+    v = kernel.receive(make(), 1.0, device)
+    assert (v.delivered, v.reason) == (delivered, reason)
+    assert ("checksum taken as offloaded" in v.note) == offload_note
+
+
+def test_offloaded_checksum_to_a_closed_port_gets_port_unreachable():
+    v = make_kernel().receive(udp4("10.0.0.2", "10.0.0.1", 5000, 9999, csum=_pseudo_only("10.0.0.2", "10.0.0.1")),
+                              1.0)
+    assert (v.reason, len(v.replies)) == (R.NO_SOCKET, 1)
+    assert v.note.endswith("checksum taken as offloaded (the field holds the pseudo-header sum, CHECKSUM_PARTIAL)")

@@ -9,6 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pktdemux.wire import (
+    CSUM_BAD,
+    CSUM_LOOPBACK,
+    CSUM_OFFLOADED,
+    CSUM_OK,
     build_ipv4,
     build_ipv6,
     checksum,
@@ -16,6 +20,8 @@ from pktdemux.wire import (
     format_endpoint,
     ones_complement_sum,
     parse_addr,
+    pseudo_header_sum,
+    received_checksum,
     transport_checksum,
     transport_checksum_ok,
 )
@@ -88,3 +94,54 @@ def test_address_round_trip(text: str, endpoint: str) -> None:
 def test_parse_addr_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="not an IP address"):
         parse_addr("10.0.0")
+
+
+def _segment(proto: int, src: bytes, dst: bytes, field: int, how: str, body: bytes) -> bytes:
+    """A segment whose checksum field is right ("ok"), holds the pseudo-header sum ("offloaded") or is off by one."""
+    seg = bytearray(body)
+    seg[field:field + 2] = b"\0\0"
+    if how == "offloaded":
+        value = pseudo_header_sum(src, dst, proto, len(seg))
+    else:
+        value = transport_checksum(src, dst, proto, bytes(seg))
+        if how == "bad":
+            value ^= 1
+    seg[field:field + 2] = value.to_bytes(2, "big")
+    return bytes(seg)
+
+
+V4 = (parse_addr("10.0.0.2"), parse_addr("10.0.0.1"))
+V6 = (parse_addr("fd00::2"), parse_addr("fd00::1"))
+CSUM_CASES = [
+    # id, proto, addresses, checksum field offset, how the field was filled, device, expected
+    ("tcp-ok", 6, V4, 16, "ok", "eth0", CSUM_OK),
+    ("tcp-offloaded", 6, V4, 16, "offloaded", "eth0", CSUM_OFFLOADED),
+    ("tcp-bad", 6, V4, 16, "bad", "eth0", CSUM_BAD),
+    ("udp-ok", 17, V4, 6, "ok", "eth0", CSUM_OK),
+    ("udp-offloaded", 17, V4, 6, "offloaded", "eth0", CSUM_OFFLOADED),
+    ("udp6-offloaded", 17, V6, 6, "offloaded", "eth0", CSUM_OFFLOADED),
+    ("udp-bad", 17, V4, 6, "bad", "eth0", CSUM_BAD),
+    ("icmpv6-ok", 58, V6, 2, "ok", "eth0", CSUM_OK),
+    ("icmpv6-offloaded", 58, V6, 2, "offloaded", "eth0", CSUM_OFFLOADED),
+    ("icmpv6-bad", 58, V6, 2, "bad", "eth0", CSUM_BAD),
+    ("bad-on-lo-not-verified", 17, V4, 6, "bad", "lo", CSUM_LOOPBACK),
+]
+
+
+@pytest.mark.parametrize("proto,addrs,field,how,device,expected", [c[1:] for c in CSUM_CASES],
+                         ids=[c[0] for c in CSUM_CASES])
+def test_received_checksum(proto, addrs, field, how, device, expected) -> None:
+    body = bytes(range(40, 40 + 27))  # odd length: the pad byte counts
+    seg = _segment(proto, *addrs, field, how, body)
+    assert received_checksum(*addrs, proto, seg, 0, field, device) == expected
+    # the same segment behind an IP header: the offset is honoured
+    assert received_checksum(*addrs, proto, bytes(20) + seg, 20, field, device) == expected
+
+
+@given(st.binary(min_size=8, max_size=64), st.sampled_from([6, 17, 58]))
+def test_received_checksum_agrees_with_full_verification(body: bytes, proto: int) -> None:
+    src, dst = V6
+    field = {6: 2, 17: 6, 58: 2}[proto]
+    ok = transport_checksum_ok(src, dst, proto, body)
+    state = received_checksum(src, dst, proto, body, 0, field, "eth0")
+    assert (state == CSUM_OK) == ok
