@@ -35,14 +35,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "pcaps"))
 
-from pktdemux import ipv4, ipv6  # noqa: E402
-from pktdemux.capture import read_capture  # noqa: E402
-from pktdemux.direction import Directions  # noqa: E402
-from pktdemux.hostfile import build_kernel, load_host  # noqa: E402
-from pktdemux.jsonl import JsonlWriter  # noqa: E402
-from pktdemux.linklayer import decode  # noqa: E402
-from pktdemux.replay import Replay  # noqa: E402
-from pktdemux.verdict import deliver  # noqa: E402
+from pktdemux import ipv4, ipv6
+from pktdemux.capture import read_capture
+from pktdemux.direction import Directions
+from pktdemux.hostfile import build_kernel, load_host
+from pktdemux.jsonl import JsonlWriter
+from pktdemux.linklayer import decode
+from pktdemux.replay import Replay
+from pktdemux.verdict import deliver
 
 BENCH_HOST = ROOT / "pcaps" / "bench.toml"
 

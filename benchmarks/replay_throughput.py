@@ -61,12 +61,11 @@ def timed(fn: Callable[[], int], repeat: int) -> tuple[int, float]:
 
 
 def scapy_dissect(path: pathlib.Path, limit: int) -> int:
-    from scapy.utils import PcapReader
-
     # Dissecting needs the layer bindings that scapy.all would load.
-    import scapy.layers.inet  # noqa: F401
-    import scapy.layers.inet6  # noqa: F401
+    import scapy.layers.inet
+    import scapy.layers.inet6
     import scapy.layers.l2  # noqa: F401
+    from scapy.utils import PcapReader
 
     n = 0
     with PcapReader(str(path)) as reader:
@@ -109,8 +108,8 @@ def pktdemux_replay(path: pathlib.Path, host: pathlib.Path, jsonl: pathlib.Path 
 
 def child_memory(path: pathlib.Path, host: pathlib.Path) -> None:
     """Replay in this (fresh) process, print packets and peak RSS as JSON."""
-    import pktdemux.capture  # noqa: F401  (imports before the baseline)
-    import pktdemux.hostfile  # noqa: F401
+    import pktdemux.capture
+    import pktdemux.hostfile
     import pktdemux.replay  # noqa: F401
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

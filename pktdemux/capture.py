@@ -210,7 +210,7 @@ class Capture:
 class _Chunk:
     """Reads a file forward in large blocks; ``base`` is the file offset of the buffer's start."""
 
-    __slots__ = ("path", "read", "base")
+    __slots__ = ("base", "path", "read")
 
     SIZE = 1 << 20
 

@@ -183,7 +183,13 @@ class _View:
     def __enter__(self) -> _View:
         size = self.cap.size
         if self.console is not None and (size is None or size >= PROGRESS_MIN_BYTES):
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(TextColumn("replaying"), BarColumn(), DownloadColumn(),
                                      TimeRemainingColumn(), console=self.console, transient=True)
@@ -217,12 +223,12 @@ class _View:
 
 
 
-from .cli_shell import shell, ss  # noqa: E402  (registered after main is defined)
+from .cli_shell import shell, ss
 
 main.add_command(shell)
 main.add_command(ss)
 
-from .cli_host import host  # noqa: E402
+from .cli_host import host
 
 main.add_command(host)
 

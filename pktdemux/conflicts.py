@@ -122,11 +122,13 @@ def tcp_bind_conflict(
 def udp_port_in_use(sk: Socket, owners: Sequence[Socket]) -> Socket | None:
     """The UDP owner that refuses ``sk``, or None (spec §7.3).
 
-    Source: net/ipv4/udp.c:udp_lib_lport_inuse.  The hash slot is walked
-    newest first (sockets are added at its head); owners that both set
-    SO_REUSEADDR are skipped; the first remaining owner with an overlapping
-    device and address decides: sharing SO_REUSEPORT with the same uid lets
-    ``sk`` in at once, anything else is a conflict.
+    Source: net/ipv4/udp.c:udp_lib_lport_inuse.  Owners that both set
+    SO_REUSEADDR are skipped; every other owner with an overlapping device
+    and address must share SO_REUSEPORT with ``sk`` under the same uid.  The
+    kernel this project is checked against (6.18.44) refuses the bind when
+    any one of them does not, whatever its place in the hash slot: a
+    wildcard bind over a SO_REUSEPORT socket and a plain one fails.  The
+    newest refusing owner is reported, as the slot is walked newest first.
     """
     for sk2 in reversed(owners):
         if sk.reuseaddr and sk2.reuseaddr:
@@ -134,7 +136,7 @@ def udp_port_in_use(sk: Socket, owners: Sequence[Socket]) -> Socket | None:
         if not (devices_overlap(sk, sk2) and addresses_overlap(sk, sk2)):
             continue
         if sk.reuseport and sk2.reuseport and sk.uid == sk2.uid:
-            return None
+            continue
         return sk2
     return None
 

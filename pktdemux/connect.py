@@ -14,7 +14,13 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from .addrtype import connect_source, is_broadcast, is_broadcast_or_multicast, is_v4_mapped, v4_mapped
+from .addrtype import (
+    connect_source,
+    is_broadcast,
+    is_broadcast_or_multicast,
+    is_v4_mapped,
+    v4_mapped,
+)
 from .bind import hash_bound, packed_address
 from .errors import SocketError
 from .ports import four_tuple_in_use, tcp_connect_port, udp_bind_port

@@ -33,7 +33,7 @@ class Directions:
             ``Kernel.interfaces[i].addresses``.
     """
 
-    __slots__ = ("local", "broadcast")
+    __slots__ = ("broadcast", "local")
 
     def __init__(self, interfaces: Iterable[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> None:
         self.local: set[bytes] = set()

@@ -18,7 +18,7 @@ import random
 class Entropy:
     """Deterministic source of the kernel's random fields, from ``seed``."""
 
-    __slots__ = ("_rng", "_key", "_ip_ids")
+    __slots__ = ("_ip_ids", "_key", "_rng")
 
     def __init__(self, seed: int = 0) -> None:
         self._rng = random.Random(seed)

@@ -167,10 +167,15 @@ def replay_events(results: Iterable[Result], spec: HostSpec | None = None) -> It
 
     "other" packets are left out; a packet the host sent to itself is a ``>``
     line then a ``<`` line with its verdict; emulated replies follow the
-    packet that caused them, at its time.
+    packet that caused them, at its time; what a timer sent is ``>`` lines
+    at the time it fired (a firing that sent nothing leaves no line).
     """
     for r in results:
         if r.direction == "other":
+            continue
+        if r.direction == "timer":
+            for packet in r.sent:
+                yield Event(r.time, False, packet, True)
             continue
         if r.direction == "out":
             yield Event(r.time, False, r.ip, True, _transmission_text(r.matched))

@@ -25,8 +25,19 @@ from .packet import IpPacket, RouteType
 from .routing import LOOPBACK_DEVICE
 from .verdict import Verdict, deliver, drop, with_note
 from .wire import (
-    CSUM_BAD, CSUM_OFFLOADED, OFFLOADED_NOTE, PROTO_ICMP, PROTO_ICMPV6, build_ipv4, build_ipv6, checksum,
-    format_addr, ones_complement_sum, received_checksum, transport_checksum, transport_checksum_ok,
+    CSUM_BAD,
+    CSUM_OFFLOADED,
+    OFFLOADED_NOTE,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    build_ipv4,
+    build_ipv6,
+    checksum,
+    format_addr,
+    ones_complement_sum,
+    received_checksum,
+    transport_checksum,
+    transport_checksum_ok,
 )
 
 if TYPE_CHECKING:
@@ -246,7 +257,6 @@ def _not_sent(kernel: Kernel, what: str, why: str, source: str) -> None:
     """No error is sent; the trace says why."""
     if kernel.trace is not None:
         kernel.trace.append(f"{what} not sent: {why} ({source})")
-    return None
 
 
 def _flow_label(kernel: Kernel, src: bytes, dst: bytes) -> int:

@@ -63,7 +63,7 @@ class IcmpRateLimiter:
         entropy: draws the 0–2 credits each sent limited message consumes.
     """
 
-    __slots__ = ("_entropy", "credit", "_stamp", "_peers")
+    __slots__ = ("_entropy", "_peers", "_stamp", "credit")
 
     def __init__(self, entropy: Entropy) -> None:
         self._entropy = entropy

@@ -1,4 +1,4 @@
-"""The IP-side sysctl values as plain attributes, read once per sysctl set.
+"""The per-packet sysctl values as plain attributes, read once per sysctl set.
 
 The receive path reads a few sysctls for every packet; a
 :class:`~pktdemux.sysctl.Sysctls` lookup is a Mapping call, an attribute is
@@ -34,19 +34,37 @@ _INTEGERS = {
     "icmp6_ratelimit": "net.ipv6.icmp.ratelimit",
     "icmp6_ratemask": "net.ipv6.icmp.ratemask",
     "flowlabel_reflect": "net.ipv6.flowlabel_reflect",
+    # TCP (pktdemux.tcp_*): switches and modes kept as the integers they are
+    "tcp_syncookies": "net.ipv4.tcp_syncookies",
+    "tcp_max_syn_backlog": "net.ipv4.tcp_max_syn_backlog",
+    "somaxconn": "net.core.somaxconn",
+    "tcp_abort_on_overflow": "net.ipv4.tcp_abort_on_overflow",
+    "tcp_timestamps": "net.ipv4.tcp_timestamps",
+    "tcp_sack": "net.ipv4.tcp_sack",
+    "tcp_window_scaling": "net.ipv4.tcp_window_scaling",
+    "tcp_ecn": "net.ipv4.tcp_ecn",
+    "rmem_max": "net.core.rmem_max",
+    "tcp_rfc1337": "net.ipv4.tcp_rfc1337",
+    "tcp_invalid_ratelimit": "net.ipv4.tcp_invalid_ratelimit",
+    "tcp_reflect_tos": "net.ipv4.tcp_reflect_tos",
+    "tcp_synack_retries": "net.ipv4.tcp_synack_retries",
+}
+_TUPLES = {
+    "tcp_rmem": "net.ipv4.tcp_rmem",
 }
 
 
 class IpSysctls:
-    """The sysctls of the IPv4/IPv6, UDP and ICMP paths.
+    """The sysctls of the IPv4/IPv6, UDP, ICMP and TCP paths.
 
     Attributes are named after the sysctl (see ``_SWITCHES`` / ``_INTEGERS``
-    for the exact names; meanings and Linux 6.18 defaults in
-    :mod:`pktdemux.sysctl`): booleans for switches, integers otherwise
-    (milliseconds for ``icmp_ratelimit`` / ``icmp6_ratelimit``).
+    / ``_TUPLES`` for the exact names; meanings and Linux 6.18 defaults in
+    :mod:`pktdemux.sysctl`): booleans for the IP switches, integers
+    otherwise (milliseconds for ``icmp_ratelimit`` / ``icmp6_ratelimit`` /
+    ``tcp_invalid_ratelimit``), a tuple of bytes for ``tcp_rmem``.
     """
 
-    __slots__ = tuple(_SWITCHES) + tuple(_INTEGERS)
+    __slots__ = tuple(_SWITCHES) + tuple(_INTEGERS) + tuple(_TUPLES)
 
     route_localnet: bool
     accept_local: bool
@@ -65,9 +83,25 @@ class IpSysctls:
     icmp6_ratelimit: int
     icmp6_ratemask: int
     flowlabel_reflect: int
+    tcp_syncookies: int
+    tcp_max_syn_backlog: int
+    somaxconn: int
+    tcp_abort_on_overflow: int
+    tcp_timestamps: int
+    tcp_sack: int
+    tcp_window_scaling: int
+    tcp_ecn: int
+    rmem_max: int
+    tcp_rfc1337: int
+    tcp_invalid_ratelimit: int
+    tcp_reflect_tos: int
+    tcp_synack_retries: int
+    tcp_rmem: tuple[int, ...]
 
     def __init__(self, sysctls: Sysctls) -> None:
         for attr, name in _SWITCHES.items():
             setattr(self, attr, bool(sysctls.int(name)))
         for attr, name in _INTEGERS.items():
             setattr(self, attr, sysctls.int(name))
+        for attr, name in _TUPLES.items():
+            setattr(self, attr, sysctls.tuple(name))

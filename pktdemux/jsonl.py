@@ -3,14 +3,16 @@
 Fields of each object:
 
 ``n``
-    1-based position of the packet in the capture.
+    1-based position of the packet in the capture; null for a timer row.
 ``time``
     capture time, seconds since the epoch (float).
 ``ifindex``
     capture interface number (0 for pcap).
 ``direction``
-    ``"in"`` (addressed to the host), ``"out"`` (sent by the host) or
-    ``"other"`` (neither).
+    ``"in"`` (addressed to the host), ``"out"`` (sent by the host),
+    ``"other"`` (neither), or ``"timer"``: what a timer of the emulated
+    kernel sent as capture time passed (``time`` when it fired, ``replies``
+    the packets, ``note`` the timer's name; see :mod:`pktdemux.replay`).
 ``verdict``
     ``"deliver"`` or ``"drop"`` for a packet the host received; null for
     "other" packets and for "out" packets, except those the host sent to
@@ -61,7 +63,7 @@ def to_json(result: Result) -> dict[str, object]:
         "verdict": verdict.verdict if verdict is not None else None,
         "sockets": [s.display_name for s in verdict.sockets] if verdict is not None else [],
         "reason": verdict.reason.value if verdict is not None and verdict.reason is not None else None,
-        "replies": [r.hex() for r in verdict.replies] if verdict is not None else [],
+        "replies": [r.hex() for r in result.replies],
         "handler": verdict.handler if verdict is not None else "",
         "note": (verdict.note if verdict is not None and verdict.note else result.note),
     }
@@ -121,7 +123,9 @@ class JsonlWriter:
             handler = string(verdict.handler)
             note = verdict.note or note
         else:
-            decision, sockets, reason, replies, handler = "null", "[]", "null", "[]", '""'
+            decision, sockets, reason, handler = "null", "[]", "null", '""'
+            sent = result.sent
+            replies = '["' + '","'.join([r.hex() for r in sent]) + '"]' if sent else "[]"
         direction = result.direction
         tail = ""
         if direction == "out":
@@ -132,7 +136,8 @@ class JsonlWriter:
                 tail = f',"matched":{_BOOL[tx.matched]},"action":{string(tx.action)},"looped":{_BOOL[result.looped]}'
                 if tx.note:
                     note = tx.note
-        return (f'{{"n":{record.n},"time":{_number(record.time)},"ifindex":{getattr(record, "ifindex", 0)},'
+        n = record.n
+        return (f'{{"n":{"null" if n is None else n},"time":{_number(record.time)},"ifindex":{getattr(record, "ifindex", 0)},'
                 f'"direction":{string(direction)},"verdict":{decision},"sockets":{sockets},"reason":{reason},'
                 f'"replies":{replies},"handler":{handler},"note":{string(note)}{tail}}}\n')
 

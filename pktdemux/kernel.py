@@ -19,6 +19,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from . import ipv4, ipv6
+from . import transmit as _transmit
 from .dropreason import DropReason
 from .entropy import Entropy
 from .fragments import Reassembly
@@ -149,8 +150,7 @@ class Kernel:
             raises for malformed input: a bad packet is a drop with a reason.
         """
         self.advance(now)
-        if now > self.now:
-            self.now = now
+        self.now = max(self.now, now)
         trace = self.trace
         if trace is not None:
             trace.clear()
@@ -193,20 +193,25 @@ class Kernel:
             The IP packets the timers sent, in order (also recorded in
             :attr:`timer_output` with their times, and in :attr:`sent`).
         """
-        due = self.timers.next_due()
-        if due is None or due > now:
-            self.tcp.expire(now)
+        # Called for every packet: with nothing due it is two comparisons.
+        heap = self.timers._heap
+        if not heap or heap[0][0] > now:
+            expiry = self.tcp._expiry
+            if expiry and expiry[0][0] <= now:
+                self.tcp.expire(now)
             return []
         return self._fire_timers(now)
 
     def _fire_timers(self, now: float) -> list[bytes]:
         packets: list[bytes] = []
         while (timer := self.timers.pop_due(now)) is not None:
-            self.now = max(self.now, timer.due)
-            self.tcp.expire(self.now)
+            # Taken before the expiry below, which may stop this very timer
+            # (a request whose lifetime ends as its last run is due).
             action = timer.action
             timer.cancel()
             assert action is not None
+            self.now = max(self.now, timer.due)
+            self.tcp.expire(self.now)
             sent = action(self.now)
             if sent:
                 self.sent.record(tuple(sent), self.now)
@@ -249,10 +254,8 @@ class Kernel:
             send, an implicit UDP bind (see :mod:`pktdemux.transmit`).  Never
             raises for malformed input.
         """
-        from . import transmit
-
         self.advance(now)
-        return transmit.transmit(self, packet, now)
+        return _transmit.transmit(self, packet, now)
 
     def accept(self, listener: Socket) -> Socket | None:
         """accept(): the oldest established connection of ``listener``'s

@@ -161,7 +161,10 @@ def first_difference(a: bytes, b: bytes) -> str:
     transport = _transport_start(masked_a, masked_b)
     if transport is not None:
         # The IP headers are byte-identical, so only the transport fields can differ.
-        note = _difference(_transport_fields(masked_a, transport), _transport_fields(masked_b, transport))
+        if (masked_a[9] if transport == 20 else masked_a[6]) == PROTO_TCP:
+            note = _tcp_difference(masked_a[transport:], masked_b[transport:])
+        else:
+            note = _difference(_transport_fields(masked_a, transport), _transport_fields(masked_b, transport))
         if note and not note.startswith("layers:"):
             return note
     return _difference(describe_fields(masked_a), describe_fields(masked_b))
@@ -282,6 +285,42 @@ def _tcp_fields(s: bytes) -> list[tuple[str, str]]:
         ("tcp.window", str(win)), ("tcp.checksum", f"0x{csum:04x}"), ("tcp.urgent", str(urg)),
         ("tcp.options", s[20:doff].hex() or "none"), ("tcp.payload", f"{len(s) - doff} bytes {s[doff:].hex()}"),
     ]
+
+
+_TCP_FIXED = struct.Struct("!HHIIBBHHH")
+_TCP_FIXED_NAMES = ("tcp.sport", "tcp.dport", "tcp.seq", "tcp.ack", "tcp.doff", "tcp.flags", "tcp.window",
+                    "tcp.checksum", "tcp.urgent")
+
+
+def _tcp_difference(a: bytes, b: bytes) -> str:
+    """:func:`_difference` of the :func:`_tcp_fields` of two segments,
+    formatting only the field that differs (a mismatch is common in
+    captures, and the payload's hex is long)."""
+    if len(a) < 20 or len(b) < 20:
+        return _difference(_tcp_fields(a), _tcp_fields(b))
+    fa, fb = _TCP_FIXED.unpack_from(a), _TCP_FIXED.unpack_from(b)
+    for i in range(9):
+        if i == 4:
+            va, vb = (fa[4] >> 4) * 4, (fb[4] >> 4) * 4
+        else:
+            va, vb = fa[i], fb[i]
+        if va != vb:
+            break
+    else:
+        doff = (fa[4] >> 4) * 4
+        if a[20:doff] != b[20:doff]:
+            return f"tcp.options: {a[20:doff].hex() or 'none'} != {b[20:doff].hex() or 'none'}"
+        if a[doff:] != b[doff:]:
+            return (f"tcp.payload: {len(a) - doff} bytes {a[doff:].hex()} != "
+                    f"{len(b) - doff} bytes {b[doff:].hex()}")
+        return ""
+    if i == 5:
+        text_a, text_b = tcp_flags_text(va), tcp_flags_text(vb)
+    elif i == 7:
+        text_a, text_b = f"0x{va:04x}", f"0x{vb:04x}"
+    else:
+        text_a, text_b = str(va), str(vb)
+    return f"{_TCP_FIXED_NAMES[i]}: {text_a} != {text_b}"
 
 
 def _udp_fields(s: bytes) -> list[tuple[str, str]]:

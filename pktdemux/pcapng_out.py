@@ -5,6 +5,8 @@ capture is copied byte for byte, on an interface of its own link type, with
 an ``opt_comment`` giving its verdict; each emulated reply follows the packet
 that caused it, as a raw IP packet (LINKTYPE_RAW, 101) on an interface named
 ``pktdemux``, with the capture packet's timestamp and a comment naming it.
+What a timer sent (a timer row of the replay) goes on the same interface at
+the time the timer fired, its comment naming the timer.
 Timestamps are written in nanoseconds (``if_tsresol`` = 9).
 
 Readable by Wireshark/tshark (``frame.comment`` / ``pkt_comment``) and Scapy.
@@ -106,11 +108,17 @@ class AnnotatedPcapNg:
         return name
 
     def write(self, result: Result) -> None:
-        """Write the capture packet of ``result``, then its emulated replies."""
+        """Write the capture packet of ``result``, then its emulated replies;
+        for a timer row, only the packets the timer sent, at its time."""
         record = result.record
         ns = getattr(record, "ts_ns", None) or int(record.time * 10**9)
         # A 64-bit count of nanoseconds ends in 2554; a damaged capture can claim later.
         ts = Decimal(min(max(ns, 0), _MAX_NS)).scaleb(-9)
+        if result.direction == "timer":
+            sent = result.sent
+            for i, packet in enumerate(sent, 1):
+                self._write_emulated(packet, ts, f"sent by the timer {result.note} ({i} of {len(sent)})")
+            return
         frame = record.frame
         self._writer._write_packet(  # Scapy's per-packet writer: takes linktype, interface and comments
             frame, linktype=record.linktype, sec=ts, caplen=len(frame), wirelen=max(record.wirelen, len(frame)),
@@ -119,11 +127,15 @@ class AnnotatedPcapNg:
         )
         replies = result.replies
         for i, reply in enumerate(replies, 1):
-            note = f"pktdemux: emulated reply {i} of {len(replies)} to packet {record.n}: {brief(reply)}"
-            self._writer._write_packet(
-                reply, linktype=LINKTYPE_RAW, sec=ts, ifname=self._ifname(-1, LINKTYPE_RAW),
-                comments=[note.encode()],
-            )
+            self._write_emulated(reply, ts, f"emulated reply {i} of {len(replies)} to packet {record.n}")
+
+    def _write_emulated(self, packet: bytes, ts: Decimal, what: str) -> None:
+        """An IP packet the emulation sent, on the raw-IP interface, with a comment saying so."""
+        note = f"pktdemux: {what}: {brief(packet)}"
+        self._writer._write_packet(
+            packet, linktype=LINKTYPE_RAW, sec=ts, ifname=self._ifname(-1, LINKTYPE_RAW),
+            comments=[note.encode()],
+        )
 
     def close(self) -> None:
         """Finish the file (an empty capture still gets its section header)."""

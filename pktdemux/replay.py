@@ -14,6 +14,14 @@ direction decided from the host's addresses (:mod:`pktdemux.direction`), then:
   result's direction is ``"out"`` and it carries a verdict too;
 * ``"other"``: nothing runs.
 
+Time passes with the capture: before each record the kernel is advanced to
+its time (:meth:`pktdemux.kernel.Kernel.advance`), and once more to the last
+record's time at the end; what the timers did (SYN-ACK retransmissions,
+reassembly timeouts, :class:`pktdemux.timers.Fired`) comes out as rows of
+their own, direction ``"timer"``, in time order, before the record that let
+the time pass: the packets sent are the row's ``replies``, the timer's name
+its ``note``, its ``record`` a :class:`TimerRecord` (``n`` None).
+
 A frame with no runnable IP packet (unknown link type, header cut by the snap
 length) is an ``"in"`` drop with UNSUPPORTED_LINK or CAPTURE_TRUNCATED; a
 readable non-IP frame (ARP, LLDP...) is ``"other"`` with a note.
@@ -46,6 +54,30 @@ class RecordLike(Protocol):
     wirelen: int
 
 
+TIMER = "timer"
+
+
+class TimerRecord:
+    """The record of a timer row: when the timer fired, no frame.
+
+    Attributes:
+        n: None (not a packet of the capture).
+        time: when the timer fired, seconds since the epoch.
+        linktype: 101 (LINKTYPE_RAW), frame b"", wirelen 0.
+    """
+
+    __slots__ = ("time",)
+
+    n = None
+    linktype = 101
+    frame = b""
+    wirelen = 0
+    ifindex = 0
+
+    def __init__(self, time: float) -> None:
+        self.time = time
+
+
 @dataclass(slots=True)
 class Result:
     """What became of one packet of the capture.
@@ -53,15 +85,18 @@ class Result:
     Attributes:
         record: the capture record (``n``, ``time``, ``frame``...).
         direction: ``"in"``, ``"out"`` or ``"other"`` (a packet from the host
-            to itself is ``"out"`` with a verdict, see ``looped``).
+            to itself is ``"out"`` with a verdict, see ``looped``), or
+            ``"timer"`` for what a timer sent (see the module doc).
         ip: the IP packet from its header, or None when the frame had none.
         verdict: the kernel's verdict for a received packet (also the
             drop for a frame that could not run); None for "other" packets
             and for the host's own packets it did not also receive.
         transmission: for "out" packets, what the emulation made of it; None
             when the kernel has no ``transmit`` or the packet could not run.
-        note: one line for humans when no verdict or transmission says it.
+        note: one line for humans when no verdict or transmission says it;
+            a timer row's timer name (``"reqsk_timer"``, ``"ip_expire"``).
         looped: True for a packet the host sent to itself.
+        sent: a timer row's packets (IP packets, in send order).
     """
 
     record: RecordLike
@@ -71,10 +106,11 @@ class Result:
     transmission: Transmission | None = None
     note: str = ""
     looped: bool = False
+    sent: tuple[bytes, ...] = ()
 
     @property
-    def n(self) -> int:
-        """1-based position in the capture."""
+    def n(self) -> int | None:
+        """1-based position in the capture; None for a timer row."""
         return self.record.n
 
     @property
@@ -94,8 +130,9 @@ class Result:
 
     @property
     def replies(self) -> tuple[bytes, ...]:
-        """The emulated replies (IP packets), in send order."""
-        return self.verdict.replies if self.verdict is not None else ()
+        """The emulated replies (IP packets), in send order; for a timer
+        row, what the timer sent."""
+        return self.verdict.replies if self.verdict is not None else self.sent
 
     @property
     def socket_names(self) -> list[str]:
@@ -118,6 +155,8 @@ class Totals:
         own_generated: "out" packets the kernel generates itself (matched is
             not None): RSTs, ICMP errors, SYN-ACKs, pure ACKs, echo replies.
         own_matched: of those, how many the emulation reproduced exactly.
+        timers: timer rows (firings), not counted in ``packets``.
+        timer_packets: packets those timers sent.
     """
 
     packets: int = 0
@@ -130,9 +169,15 @@ class Totals:
     replies: int = 0
     own_generated: int = 0
     own_matched: int = 0
+    timers: int = 0
+    timer_packets: int = 0
 
     def add(self, result: Result) -> None:
         """Count one result."""
+        if result.direction == TIMER:
+            self.timers += 1
+            self.timer_packets += len(result.sent)
+            return
         self.packets += 1
         self.directions[result.direction] += 1
         if result.looped:
@@ -172,6 +217,7 @@ class Replay:
         self.directions = directions or Directions.of_kernel(kernel)
         self.totals = Totals()
         self._transmit = getattr(kernel, "transmit", None)
+        self._advance = getattr(kernel, "advance", None)
         self._classify = self.directions.classify
 
     @classmethod
@@ -182,15 +228,45 @@ class Replay:
         return cls(build_kernel(spec, seed=seed))
 
     def run(self, records: Iterable[RecordLike]) -> Iterator[Result]:
-        """Yield one result per record, in order, counting each in :attr:`totals`."""
+        """Yield one result per record, in order, counting each in
+        :attr:`totals`, with the timer rows (see the module doc) before the
+        record that let their time come, and at the end."""
         step, add = self._step, self.totals.add
+        advance = self._advance
+        if advance is None:
+            for record in records:
+                result = step(record)
+                add(result)
+                yield result
+            return
+        output = getattr(self.kernel, "timer_output", None)
+        last = None
         for record in records:
+            last = record.time
+            advance(last)
+            if output:
+                for result in self._timer_rows():
+                    add(result)
+                    yield result
             result = step(record)
             add(result)
             yield result
+        if last is not None:
+            advance(last)
+        for result in self._timer_rows():
+            add(result)
+            yield result
+
+    def _timer_rows(self) -> list[Result]:
+        drain = getattr(self.kernel, "drain_timer_output", None)
+        if drain is None:
+            return []
+        return [Result(TimerRecord(fired.time), TIMER, None, note=fired.what, sent=fired.packets)
+                for fired in drain()]
 
     def step(self, record: RecordLike) -> Result:
-        """Run one record through the emulation and count it."""
+        """Run one record through the emulation and count it (no timer
+        rows: what timers send stays in ``kernel.timer_output``)."""
         result = self._step(record)
         self.totals.add(result)
         return result

@@ -19,7 +19,15 @@ COLUMNS = (("No.", 6), ("Time", 10), ("Dir", 5), ("Source", 26), ("Destination",
 
 
 def row_fields(result: Result, t0: float) -> tuple[str, ...]:
-    """The column values of one result; time is seconds since ``t0``."""
+    """The column values of one result; time is seconds since ``t0``.
+
+    A timer row (direction ``"timer"``) has no number; its Info is the
+    timer's name, its Verdict ``sent`` (or ``-`` when it sent nothing).
+    """
+    if result.direction == "timer":
+        replies = "; ".join(brief(r) for r in result.sent)
+        return ("", f"{result.time - t0:.6f}", "timer", "", "", "", result.note, "sent" if result.sent else "-",
+                "", replies)
     if result.ip is not None:
         src, dst, proto, info = summarize(result.ip)
     else:
@@ -125,6 +133,8 @@ def summary_lines(totals: Totals, compared: bool = True) -> list[str]:
         lines.append("per drop reason:")
         width = max(len(k) for k in totals.reasons)
         lines += [f"  {name.ljust(width)}  {count}" for name, count in totals.reasons.most_common()]
+    if totals.timers:
+        lines.append(f"timers: {totals.timers} fired, {totals.timer_packets} packets sent")
     lines.append(own_replies_line(totals, compared))
     return lines
 

@@ -10,10 +10,13 @@ timer is re-armed for 1 s << retransmissions so far, at most TCP_RTO_MAX
 request is dropped at +63 s.  A request whose final ACK was dropped on a
 full accept queue (``acked``) goes on the same way.
 
+A retransmitted SYN answered with the SYN-ACK again moves the pending timer
+to now + (1 s << firings so far) (tcp_check_req, :func:`rearm`).  A request
+that leaves SYN_RECV (completed, reset, expired) stops its timer
+(:func:`pktdemux.tcp_table.release_request_slot`).
+
 Not modelled: the pruning of old requests when the SYN queue is more than
-half full (the "young" count), TCP_DEFER_ACCEPT, a listener's TCP_SYNCNT,
-and the re-arming of the timer when a retransmitted SYN is answered
-(tcp_check_req).
+half full (the "young" count), TCP_DEFER_ACCEPT, a listener's TCP_SYNCNT.
 
 The timer is armed through :class:`TimedTcpTable`, which the kernel uses as
 its TCP table: registering a request for expiry (:meth:`TcpTable.schedule`)
@@ -64,30 +67,54 @@ def timeout(retransmissions: int) -> float:
 
 def arm(kernel: Kernel, req: Socket) -> None:
     """Arm the SYN-ACK timer of a new request (reqsk_queue_hash_req)."""
-    kernel.timers.arm(kernel.now + TIMEOUT_INIT, WHAT, lambda now: fire(kernel, req, 0))
+    req.tcb.num_timeout = 0
+    _arm_at(kernel, req, kernel.now + TIMEOUT_INIT)
 
 
-def fire(kernel: Kernel, req: Socket, num_timeout: int) -> list[bytes]:
+def _arm_at(kernel: Kernel, req: Socket, due: float) -> None:
+    req.tcb.synack_timer = kernel.timers.arm(due, WHAT, lambda now: fire(kernel, req))
+
+
+def rearm(kernel: Kernel, req: Socket) -> None:
+    """A retransmitted SYN was answered with a SYN-ACK: the pending timer is
+    moved to now + reqsk_timeout, 1 s << the firings so far, at most
+    TCP_RTO_MAX (tcp_check_req: mod_timer_pending).  The request now lives
+    until that timer's last run, so its expiry moves with it."""
+    tcb: Tcb = req.tcb
+    timer = tcb.synack_timer
+    if timer is None or not timer.armed:
+        return  # mod_timer_pending changes only a pending timer
+    timer.cancel()
+    due = kernel.now + timeout(tcb.num_timeout)
+    _arm_at(kernel, req, due)
+    retries = kernel.ip_sysctls.tcp_synack_retries
+    tcb.deadline = due + sum(timeout(n) for n in range(tcb.num_timeout + 1, retries + 1))
+    kernel.tcp.schedule(req)
+
+
+def fire(kernel: Kernel, req: Socket) -> list[bytes]:
     """reqsk_timer_handler: retransmit and re-arm, or drop the request.
 
     Returns the retransmitted SYN-ACK, or nothing when the request is gone
     (completed, reset, expired) or is dropped now.
     """
+    tcb: Tcb = req.tcb
+    if tcb is not None and getattr(tcb, "synack_timer", None) is not None:
+        tcb.synack_timer = None
     if req.state is not TcpState.SYN_RECV or kernel.tcp.established.get(established_key(req)) is not req:
         return []
-    if num_timeout >= kernel.sysctls.int("net.ipv4.tcp_synack_retries"):
+    if tcb.num_timeout >= kernel.ip_sysctls.tcp_synack_retries:
         kernel.tcp.remove_established(req)
         return []
-    tcb: Tcb = req.tcb
     packet = synack(kernel, origin(req), tcb)
-    num_timeout += 1
-    kernel.timers.arm(kernel.now + timeout(num_timeout), WHAT, lambda now: fire(kernel, req, num_timeout))
+    tcb.num_timeout += 1
+    _arm_at(kernel, req, kernel.now + timeout(tcb.num_timeout))
     return [packet]
 
 
 class TimedTcpTable(TcpTable):
     """The TCP table with SYN-ACK timers: a request registered for expiry
-    also gets its retransmission timer (:func:`arm`)."""
+    also gets its retransmission timer (:func:`arm`), once."""
 
     __slots__ = ("_kernel",)
 
@@ -98,5 +125,5 @@ class TimedTcpTable(TcpTable):
     def schedule(self, sock: Socket) -> None:
         """:meth:`TcpTable.schedule`, and :func:`arm` for a new request."""
         super().schedule(sock)
-        if sock.state is TcpState.SYN_RECV:
+        if sock.state is TcpState.SYN_RECV and getattr(sock.tcb, "synack_timer", 0) is None:
             arm(self._kernel, sock)

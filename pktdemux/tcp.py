@@ -66,7 +66,9 @@ def receive(kernel: Kernel, pkt: IpPacket) -> Verdict:
         return _early_drop(trace, DropReason.TCP_CSUM, "bad TCP checksum: dropped silently (tcp_checksum_complete)")
     seg = Segment(pkt, header, seg_bytes - doff, addr_sum)
     table = kernel.tcp
-    table.expire(kernel.now)
+    expiry = table._expiry
+    if expiry and expiry[0][0] <= kernel.now:
+        table.expire(kernel.now)
     sock = table.lookup_established(pkt, seg.sport, seg.dport)
     if trace is not None:
         verdict = _traced(kernel, trace, sock, seg, csum)

@@ -83,8 +83,8 @@ def accept(listener: Socket) -> Socket | None:
 
 def backlog(kernel: Kernel, listener: Socket) -> int:
     """The effective listen() backlog: min(argument, net.core.somaxconn)."""
-    requested = listener.backlog if listener.backlog is not None else kernel.sysctls.int("net.core.somaxconn")
-    return max(0, min(requested, kernel.sysctls.int("net.core.somaxconn")))
+    requested = listener.backlog if listener.backlog is not None else kernel.ip_sysctls.somaxconn
+    return max(0, min(requested, kernel.ip_sysctls.somaxconn))
 
 
 def queues(listener: Socket) -> ListenQueue:
@@ -100,8 +100,8 @@ def conn_request(kernel: Kernel, listener: Socket, seg: Segment, tw_isn: int | N
     if seg.pkt.route is not RouteType.LOCAL:
         return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER,
                         f"SYN to a {seg.pkt.route.value} address: never answered (tcp_v4_conn_request)")
-    sysctls = kernel.sysctls
-    syncookies = sysctls.int("net.ipv4.tcp_syncookies")
+    sysctls = kernel.ip_sysctls
+    syncookies = sysctls.tcp_syncookies
     queue = queues(listener)
     limit = backlog(kernel, listener)
     want_cookie = False
@@ -115,7 +115,7 @@ def conn_request(kernel: Kernel, listener: Socket, seg: Segment, tw_isn: int | N
                         f"accept queue of {name} full ({len(queue.accept_queue)} > {limit}): SYN dropped")
     if want_cookie:
         return _cookie_synack(kernel, listener, seg, queue)
-    max_syn = sysctls.int("net.ipv4.tcp_max_syn_backlog")
+    max_syn = sysctls.tcp_max_syn_backlog
     if tw_isn is None and not syncookies and max_syn - queue.requests < max_syn >> 2:
         return tcp_drop(DropReason.TCP_REQQFULLDROP, HANDLER,
                         f"SYN queue of {name} past 3/4 of tcp_max_syn_backlog: SYN from an unproven peer dropped")
@@ -132,11 +132,11 @@ def conn_request(kernel: Kernel, listener: Socket, seg: Segment, tw_isn: int | N
 def new_request(kernel: Kernel, listener: Socket, seg: Segment, isn: int) -> tuple[Socket, Tcb]:
     """A SYN_RECV request socket for ``seg`` and its TCB (inet_reqsk_alloc,
     tcp_openreq_init); options are taken only when offered and enabled."""
-    sysctls = kernel.sysctls
+    sysctls = kernel.ip_sysctls
     opts = seg.options
-    ts_ok = opts.tsval is not None and bool(sysctls.int("net.ipv4.tcp_timestamps"))
-    wscale_ok = opts.wscale is not None and bool(sysctls.int("net.ipv4.tcp_window_scaling"))
-    sack_ok = opts.sack_ok and bool(sysctls.int("net.ipv4.tcp_sack"))
+    ts_ok = opts.tsval is not None and bool(sysctls.tcp_timestamps)
+    wscale_ok = opts.wscale is not None and bool(sysctls.tcp_window_scaling)
+    sack_ok = opts.sack_ok and bool(sysctls.tcp_sack)
     mss = advertised_mss(kernel, seg)
     rcv_mss = mss - TS_ALIGNED if ts_ok else mss
     rcv_wnd, rcv_wscale = initial_window(kernel, rcv_mss, wscale_ok)
@@ -176,13 +176,13 @@ def initial_window(kernel: Kernel, mss: int, wscale_ok: bool) -> tuple[int, int]
     down to a multiple of ``mss`` and capped at 65535; the shift makes the
     largest buffer (tcp_rmem[2], rmem_max) fit in 16 bits.
     """
-    rmem = kernel.sysctls.tuple("net.ipv4.tcp_rmem")
+    rmem = kernel.ip_sysctls.tcp_rmem
     space = rmem[1] // 2
     if space > mss > 0:
         space -= space % mss
     wscale = 0
     if wscale_ok:
-        largest = max(space, rmem[2], kernel.sysctls.int("net.core.rmem_max"))
+        largest = max(space, rmem[2], kernel.ip_sysctls.rmem_max)
         largest = min(largest, 0xFFFF << 14)
         wscale = min(max(largest.bit_length() - 1 - 15, 0), 14)
     return min(space, 0xFFFF), wscale
@@ -191,21 +191,21 @@ def initial_window(kernel: Kernel, mss: int, wscale_ok: bool) -> tuple[int, int]
 def request_lifetime(kernel: Kernel) -> float:
     """Seconds until an unanswered request is dropped: the SYN-ACK timer
     (1 s, doubling) runs tcp_synack_retries + 1 times (reqsk_timer_handler)."""
-    retries = kernel.sysctls.int("net.ipv4.tcp_synack_retries")
+    retries = kernel.ip_sysctls.tcp_synack_retries
     return float((1 << (retries + 1)) - 1)
 
 
 def _ecn_ok(kernel: Kernel, seg: Segment) -> bool:
     """tcp_ecn_create_request: the SYN asks for ECN (ECE+CWR), tcp_ecn allows
     it, and the SYN itself is not ECT-marked."""
-    if not has_ecn_setup(seg) or not kernel.sysctls.int("net.ipv4.tcp_ecn"):
+    if not has_ecn_setup(seg) or not kernel.ip_sysctls.tcp_ecn:
         return False
     return seg.pkt.tos & _ECN_MASK == 0
 
 
 def _synack_tos(kernel: Kernel, seg: Segment) -> int:
     """The listener's TOS (0), or the SYN's DSCP with tcp_reflect_tos=1."""
-    if kernel.sysctls.int("net.ipv4.tcp_reflect_tos"):
+    if kernel.ip_sysctls.tcp_reflect_tos:
         return seg.pkt.tos & ~_ECN_MASK
     return 0
 
@@ -233,7 +233,7 @@ def _try_cookie(kernel: Kernel, listener: Socket, seg: Segment) -> Verdict | Non
     """An ACK that may complete a cookie handshake (cookie_v4_check); None
     when it is no valid cookie (the listener then answers with a RST)."""
     queue = queues(listener)
-    if not kernel.sysctls.int("net.ipv4.tcp_syncookies") or queue.last_overflow is None:
+    if not kernel.ip_sysctls.tcp_syncookies or queue.last_overflow is None:
         return None
     if kernel.now - queue.last_overflow > tcp_cookies.OVERFLOW_VALID:
         return None
@@ -259,14 +259,14 @@ def _try_cookie(kernel: Kernel, listener: Socket, seg: Segment) -> Verdict | Non
 def _cookie_child(kernel: Kernel, listener: Socket, seg: Segment, peer_mss: int) -> Socket | None:
     """The ESTABLISHED child rebuilt from a cookie ACK (cookie_tcp_reqsk_init)."""
     opts = seg.options
-    ts_ok = opts.tsval is not None and bool(kernel.sysctls.int("net.ipv4.tcp_timestamps"))
+    ts_ok = opts.tsval is not None and bool(kernel.ip_sysctls.tcp_timestamps)
     snd_wscale: int | None = None
     sack_ok = ecn_ok = False
     ts_offset = 0
     if ts_ok:
         ts_offset = tcp_cookies.ts_offset(kernel, seg)
         snd_wscale, sack_ok, ecn_ok = tcp_cookies.decode_tsecr(((opts.tsecr or 0) - ts_offset) & MOD32)
-        if snd_wscale is not None and (snd_wscale > 14 or not kernel.sysctls.int("net.ipv4.tcp_window_scaling")):
+        if snd_wscale is not None and (snd_wscale > 14 or not kernel.ip_sysctls.tcp_window_scaling):
             return None
     mss = advertised_mss(kernel, seg)
     rcv_wnd, rcv_wscale = initial_window(kernel, peer_mss, snd_wscale is not None)

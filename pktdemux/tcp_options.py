@@ -65,8 +65,10 @@ def parse_options(data: bytes, start: int, end: int, syn: bool) -> TcpOptions:
         syn: the segment has SYN set; MSS, window scale and SACK-permitted
             count only then (tcp_parse_options ``opt_rx`` rules).
 
-    Never raises: a malformed option ends parsing, as in the kernel.
+    Never raises: a malformed option ends parsing, as in the kernel; an
+    ``end`` beyond the buffer (a header cut short) is taken as its end.
     """
+    end = min(end, len(data))
     opts = TcpOptions()
     # Fast path: NOP NOP TS first, the layout of every Linux data segment.
     if not syn and end - start == 12 and data[start:start + 4] == _ALIGNED_TS:

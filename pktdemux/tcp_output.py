@@ -89,7 +89,7 @@ def reply(
         total += int.from_bytes(options, "big")
     tcp_csum = -total % 0xFFFF
     if pkt.version == 4:
-        ttl = kernel.sysctls.int("net.ipv4.ip_default_ttl")
+        ttl = kernel.ip_sysctls.ip_default_ttl
         if not ip_options:
             ip_len = IPV4_HEADER + tcp_len
             ip_csum = -(_V4_CONST + tos + ip_len + ip_id + (ttl << 8) + addr_sum) % 0xFFFF
@@ -99,9 +99,9 @@ def reply(
         return build_ipv4(src=pkt.dst, dst=pkt.src, proto=PROTO_TCP, payload=tcp, ttl=ttl, tos=tos, ident=ip_id,
                           df=True, options=ip_options)
     label = 0
-    if kernel.sysctls.int("net.ipv6.auto_flowlabels"):
+    if kernel.ip_sysctls.auto_flowlabels:
         label = kernel.entropy.flow_label(pkt.dst, pkt.src, seg.dport, seg.sport, PROTO_TCP)
-    hop_limit = kernel.sysctls.int("net.ipv6.conf.all.hop_limit")
+    hop_limit = kernel.ip_sysctls.hop_limit
     return _V6_TCP.pack(0x60000000 | tos << 20 | label, tcp_len, PROTO_TCP, hop_limit, pkt.dst, pkt.src,
                         sport, dport, seq, ack, tcp_len << 2, flags, window, tcp_csum, 0) + options
 

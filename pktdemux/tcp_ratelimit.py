@@ -21,7 +21,7 @@ def limited(kernel: Kernel, tcb: Tcb) -> bool:
     (__tcp_oow_rate_limited); otherwise records now and returns False."""
     last = tcb.last_oow_ack_time
     now = kernel.now
-    if last is not None and 0 <= now - last < kernel.sysctls.int("net.ipv4.tcp_invalid_ratelimit") / 1000:
+    if last is not None and 0 <= now - last < kernel.ip_sysctls.tcp_invalid_ratelimit / 1000:
         return True
     tcb.last_oow_ack_time = now
     return False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import reqsk_timer, tcp_conn, tcp_listen
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
 from .tcp_output import control_ack, send_reset, synack
@@ -41,8 +42,6 @@ def in_window(seq: int, end_seq: int, start: int, end: int) -> bool:
 
 def receive(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
     """Process ``seg`` for the request ``req`` (tcp_check_req)."""
-    from . import tcp_listen
-
     tcb: Tcb = req.tcb
     listener = req.parent
     assert listener is not None, "a request socket always has its listener as parent"
@@ -75,6 +74,7 @@ def _retransmitted_syn(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
         return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER,
                         "retransmitted SYN within tcp_invalid_ratelimit: no SYN-ACK")
     reply = synack(kernel, seg, tcb)
+    reqsk_timer.rearm(kernel, req)
     return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER, "retransmitted SYN: SYN-ACK sent again (same ISN)",
                     (reply,), ("inet_rtx_syn_ack from tcp_check_req",))
 
@@ -100,15 +100,13 @@ def _embryonic_reset(kernel: Kernel, req: Socket, seg: Segment, flags: int) -> V
 def _final_ack(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
     """The handshake's last ACK: child socket into the accept queue
     (tcp_v4_syn_recv_sock, inet_csk_complete_hashdance)."""
-    from . import tcp_conn, tcp_listen
-
     listener = req.parent
     assert listener is not None
     queue = tcp_listen.queues(listener)
     tcb: Tcb = req.tcb
     if len(queue.accept_queue) > tcp_listen.backlog(kernel, listener):
         name = listener.display_name
-        if not kernel.sysctls.int("net.ipv4.tcp_abort_on_overflow"):
+        if not kernel.ip_sysctls.tcp_abort_on_overflow:
             tcb.acked = True
             return tcp_drop(DropReason.TCP_LISTEN_OVERFLOW, HANDLER,
                             f"accept queue of {name} full: final ACK dropped, request kept")

@@ -283,7 +283,12 @@ class TcpTable:
 
 
 def release_request_slot(req: Socket) -> None:
-    """Count a request out of its listener's SYN queue (inet_csk_reqsk_queue_removed)."""
+    """Count a request out of its listener's SYN queue (inet_csk_reqsk_queue_removed)
+    and stop its SYN-ACK timer (reqsk_queue_unlink: del_timer)."""
+    timer = getattr(req.tcb, "synack_timer", None)
+    if timer is not None:
+        timer.cancel()
+        req.tcb.synack_timer = None
     queue = req.parent.tcb if req.parent is not None else None
     if isinstance(queue, ListenQueue) and queue.requests > 0:
         queue.requests -= 1

@@ -11,6 +11,7 @@ seconds since the epoch (capture time).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .sockets import Socket
 
@@ -51,6 +52,9 @@ class Tcb:
         fin_sent: our FIN has been sent (SND.NXT counts it).
         ip_options: IPv4 options the connection's packets carry, echoed from
             the SYN (tcp_v4_save_options).
+        synack_timer: a request's armed SYN-ACK timer
+            (:class:`pktdemux.timers.Timer`, :mod:`pktdemux.reqsk_timer`), or None.
+        num_timeout: how many times that timer fired (request_sock.num_timeout).
     """
 
     iss: int = 0
@@ -83,6 +87,8 @@ class Tcb:
     ofo: list[tuple[int, int, bool]] = field(default_factory=list)
     fin_sent: bool = False
     ip_options: bytes = b""
+    synack_timer: Any = field(default=None, compare=False, repr=False)
+    num_timeout: int = 0
 
     def receive_window(self) -> int:
         """Bytes the peer may still send beyond RCV.NXT (tcp_receive_window)."""

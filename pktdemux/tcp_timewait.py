@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import tcp_listen
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
 from .tcp_conn import enter_timewait
@@ -37,7 +38,7 @@ def receive(kernel: Kernel, sock: Socket, seg: Segment) -> Verdict:
         return _fin_wait2(kernel, sock, tcb, seg)
     flags = seg.flags
     if seg.seq == tcb.rcv_nxt and (seg.seq == seg.end_seq or flags & RST):
-        if flags & RST and not kernel.sysctls.int("net.ipv4.tcp_rfc1337"):
+        if flags & RST and not kernel.ip_sysctls.tcp_rfc1337:
             kernel.tcp.remove_established(sock)
             sock.state = TcpState.CLOSE
             return tcp_drop(DropReason.TCP_TIMEWAIT, HANDLER, "RST at RCV.NXT: TIME_WAIT entry removed")
@@ -68,8 +69,6 @@ def _reschedule(kernel: Kernel, sock: Socket, tcb: Tcb) -> None:
 
 def _new_syn(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict:
     """TCP_TW_SYN: a listener gets the SYN with ISN = SND.NXT + 65537."""
-    from . import tcp_listen
-
     isn = (tcb.snd_nxt + TW_ISN_GAP) & MOD32 or 1
     listener = kernel.tcp.lookup_listener(kernel.entropy, seg.pkt, seg.sport, seg.dport)
     if listener is None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 _TCP = struct.Struct("!HHIIBBH")
+_ID_FRAG = struct.Struct("!HH")
 #: ICMP types the kernel sends on its own: echo reply, errors, timestamp reply.
 _ICMP4_KERNEL_TYPES = frozenset({0, 3, 4, 5, 11, 12, 14})
 _ICMP6_KERNEL_TYPES = frozenset({1, 2, 3, 4, 129})
@@ -39,12 +40,15 @@ _ICMP6_NOT_EMULATED = frozenset(range(130, 144))
 
 
 class _Out:
-    """The parsed IP header of an outgoing packet."""
+    """The parsed IP header of an outgoing packet (``frag``: the IPv4
+    fragment offset field and MF bit, 0 for a whole datagram)."""
 
-    __slots__ = ("dst", "ip_id", "l4", "proto", "src", "version")
+    __slots__ = ("dst", "frag", "ip_id", "l4", "proto", "src", "version")
 
-    def __init__(self, version: int, src: bytes, dst: bytes, proto: int, l4: int, ip_id: int) -> None:
+    def __init__(self, version: int, src: bytes, dst: bytes, proto: int, l4: int, ip_id: int,
+                 frag: int = 0) -> None:
         self.version, self.src, self.dst, self.proto, self.l4, self.ip_id = version, src, dst, proto, l4, ip_id
+        self.frag = frag
 
 
 def _parse(packet: bytes) -> _Out | None:
@@ -55,7 +59,8 @@ def _parse(packet: bytes) -> _Out | None:
         ihl = (packet[0] & 0x0F) * 4
         if ihl < 20 or len(packet) < ihl:
             return None
-        return _Out(4, packet[12:16], packet[16:20], packet[9], ihl, struct.unpack_from("!H", packet, 4)[0])
+        ip_id, frag = _ID_FRAG.unpack_from(packet, 4)
+        return _Out(4, packet[12:16], packet[16:20], packet[9], ihl, ip_id, frag & 0x3FFF)
     if version == 6 and len(packet) >= 40:
         return _Out(6, packet[8:24], packet[24:40], packet[6], 40, 0)
     return None
@@ -79,6 +84,11 @@ def transmit(kernel: Kernel, packet: bytes, now: float) -> Transmission:
     if out is None:
         return _NOT_IP
     proto = out.proto
+    if out.frag:
+        # The kernel fragments only what a socket sends (ip_fragment); its
+        # own replies fit the MTU.  The transport header may be cut or absent.
+        return Transmission(None, "send", note=f"IPv4 fragment at offset {(out.frag & 0x1FFF) << 3}"
+                            f"{', more follow' if out.frag & 0x2000 else ''}: sent by an application")
     if proto == PROTO_TCP and len(packet) >= out.l4 + 20:
         return _tcp(kernel, packet, out)
     if proto == PROTO_UDP and len(packet) >= out.l4 + 8:

@@ -49,7 +49,7 @@ def peer_addr4(sock: Socket) -> bytes | None:
 class UdpTable:
     """The bound UDP sockets of one host, with the kernel's lookup order."""
 
-    __slots__ = ("_buckets", "_ports", "_keys", "_groups")
+    __slots__ = ("_buckets", "_groups", "_keys", "_ports")
 
     def __init__(self) -> None:
         self._buckets: dict[tuple[bytes, int], list[Socket]] = {}

@@ -229,9 +229,11 @@ UDP_MATRIX = [
     case("udp_dev_lo_and_tun0", "A = udp4 dev=lo; B = udp4 dev=tun0; A bind 0.0.0.0 P; B bind 0.0.0.0 P", "OK, OK"),
     case("udp_connect_pins_address", "A = udp4; B = udp4; C = udp4; A bind 0.0.0.0 P; A connect 10.0.0.2 5000; "
          "B bind 10.0.0.3 P; C bind 10.0.0.1 P", "OK, OK, OK, EADDRINUSE"),
-    case("udp_newest_reuseport_decides", "A = udp4; B = udp4 rp; C = udp4 rp; A bind 10.0.0.1 P; B bind 10.0.0.3 P; "
+    case("udp_any_unshared_owner_refuses", "A = udp4; B = udp4 rp; C = udp4 rp; A bind 10.0.0.1 P; B bind 10.0.0.3 P; "
+         "C bind 0.0.0.0 P", "OK, OK, EADDRINUSE"),
+    case("udp_all_owners_share", "A = udp4 rp; B = udp4 rp; C = udp4 rp; A bind 10.0.0.1 P; B bind 10.0.0.3 P; "
          "C bind 0.0.0.0 P", "OK, OK, OK"),
-    case("udp_newest_conflict_decides", "A = udp4 rp; B = udp4; C = udp4 rp; A bind 10.0.0.1 P; B bind 10.0.0.3 P; "
+    case("udp_newest_unshared_owner_refuses", "A = udp4 rp; B = udp4; C = udp4 rp; A bind 10.0.0.1 P; B bind 10.0.0.3 P; "
          "C bind 0.0.0.0 P", "OK, OK, EADDRINUSE"),
 ]
 

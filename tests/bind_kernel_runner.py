@@ -24,7 +24,15 @@ import struct
 import subprocess
 import sys
 
-from bind_cases import ADDRESSES, DEVICE, CallStep, SocketStep, SysctlStep, errname, parse_step
+from bind_cases import (
+    ADDRESSES,
+    DEVICE,
+    CallStep,
+    SocketStep,
+    SysctlStep,
+    errname,
+    parse_step,
+)
 
 CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA

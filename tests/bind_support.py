@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 
-from bind_cases import ADDRESSES, BASE_PORT, DEVICE, CallStep, Case, SocketStep, SysctlStep, errname, parse_step
+from bind_cases import (
+    ADDRESSES,
+    BASE_PORT,
+    DEVICE,
+    CallStep,
+    Case,
+    SocketStep,
+    SysctlStep,
+    errname,
+    parse_step,
+)
 
 from pktdemux import Interface, Kernel, Proto, Socket, SocketError, Sysctls
 

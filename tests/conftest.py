@@ -19,7 +19,12 @@ def kernel_oracle() -> Callable[..., Any]:
     device was seen to work here; skips (fails under CI=true) otherwise."""
     from kernel_support import require_oracle
 
-    from pktdemux.oracle import OracleUnavailable, Scenario, check_available, run_scenario
+    from pktdemux.oracle import (
+        OracleUnavailable,
+        Scenario,
+        check_available,
+        run_scenario,
+    )
 
     try:
         check_available()

@@ -9,7 +9,13 @@ import struct
 from pathlib import Path
 
 from pktdemux import Interface, Kernel, Sysctls
-from pktdemux.wire import build_ipv4, build_ipv6, checksum, parse_addr, transport_checksum
+from pktdemux.wire import (
+    build_ipv4,
+    build_ipv6,
+    checksum,
+    parse_addr,
+    transport_checksum,
+)
 
 VECTORS_PATH = Path("/work/shared/kernel-probes/p20_vectors.json")
 _LOCAL_COPY = Path(__file__).with_name("data") / "p20_vectors.json"

@@ -138,15 +138,33 @@ def connection_tcb_values(conn: ConnectionState) -> dict[str, Any]:
     }
 
 
+def new_connection_tcb(kernel: Any, conn: ConnectionState, mtu: int | None) -> Any:
+    """The TCB the emulation gives a connection it accepted after the
+    oracle's handshake (a SYN offering only an MSS): our MSS from the device
+    MTU, no window scaling, no timestamps, the SYN-ACK's window as the
+    receive space, a random IPv4 ID start (:func:`pktdemux.tcp_listen.new_request`)."""
+    from pktdemux.tcp_tcb import Tcb
+
+    v6 = ":" in conn.local
+    mss = (mtu or 1500) - (60 if v6 else 40)
+    return Tcb(mss=mss, rcv_mss=mss, rcv_space=conn.window, ip_id=kernel.entropy.socket_ip_id())
+
+
 def give_connection_state(kernel: Any, connections: Iterable[ConnectionState], host: HostSetup) -> None:
     """Start the emulation's ESTABLISHED sockets from the kernel's sequence
-    numbers (the ISN is random on Linux); attributes the TCB lacks are skipped."""
+    numbers (the ISN is random on Linux).  A host-file connection has no TCB
+    until its first segment (the emulation would learn one from it): it gets
+    :func:`new_connection_tcb` first.  Attributes the TCB lacks are skipped."""
     by_name = {s.display_name: s for s in kernel.sockets}
     for conn in connections:
         sock = by_name.get(host.sockets[conn.index].display_name)
-        tcb = getattr(sock, "tcb", None)
+        if sock is None:
+            continue
+        if getattr(sock, "tcb", None) is None:
+            sock.tcb = new_connection_tcb(kernel, conn, host.mtu)
+        tcb = sock.tcb
         for attr, value in connection_tcb_values(conn).items():
-            if tcb is not None and hasattr(tcb, attr):
+            if hasattr(tcb, attr):
                 setattr(tcb, attr, value)
 
 

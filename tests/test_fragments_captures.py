@@ -90,3 +90,15 @@ def test_small_captures_on_linux(kernel_oracle: Callable[..., Any], stem: str) -
     packets = [(r.time - records[0].time, decode(r.linktype, r.frame)[1]) for r in records]
     kernel, _, _ = assert_same_timeline(kernel_oracle, host, packets, settle=0.2)
     assert len(kernel) == (1 if stem == "frag4_tcp_syn" else 0)
+
+
+def test_frag4_tcp_syn_replays_with_an_inferred_host() -> None:
+    # inferred from the capture, the host is the SYN's sender: its own first
+    # fragment carries only part of the TCP header and must not stop the replay
+    from click.testing import CliRunner
+
+    from pktdemux.cli import main
+
+    result = CliRunner().invoke(main, ["replay", str(PCAPS / "frag4_tcp_syn.pcap"), "--infer"])
+    assert result.exit_code == 0, result.output
+    assert "2 packets" in result.stdout

@@ -7,8 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
+from ip_vectors import (
+    a,
+    icmp4,
+    icmp6,
+    load_vectors,
+    make_kernel,
+    mask_random,
+    udp4,
+    udp6,
+)
 
-from ip_vectors import a, icmp4, icmp6, load_vectors, make_kernel, mask_random, udp4, udp6
 from pktdemux import icmp
 from pktdemux.dropreason import DropReason as R
 from pktdemux.ip_options import ms_since_midnight
@@ -234,6 +243,7 @@ def test_error_to_subnet_broadcast_source_is_sent():
 
 def test_error_from_secondary_address():
     import ipaddress
+
     from pktdemux import Interface, Kernel
     kernel = Kernel([Interface("tun0", [ipaddress.IPv4Interface("10.0.0.1/24"),
                                         ipaddress.IPv4Interface("10.0.0.3/24")])])
@@ -243,8 +253,8 @@ def test_error_from_secondary_address():
 
 # -- rate limits (spec §5.4) -------------------------------------------------------
 
-from pktdemux.icmp_ratelimit import IcmpRateLimiter, icmpv4_limited, icmpv6_limited  # noqa: E402
-from pktdemux.entropy import Entropy  # noqa: E402
+from pktdemux.entropy import Entropy
+from pktdemux.icmp_ratelimit import IcmpRateLimiter, icmpv4_limited, icmpv6_limited
 
 
 def _count(kernel, packets):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from ip_vectors import icmp4, make_kernel, mask_random, udp4
+
 from pktdemux.dropreason import DropReason as R
 from pktdemux.wire import checksum
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from ip_vectors import a, icmp6, make_kernel, mask_random, udp6
+
 from pktdemux.dropreason import DropReason as R
 from pktdemux.wire import build_ipv6
 

@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pktdemux.dropreason import DropReason
-from pktdemux.linklayer import SUPPORTED_LINKTYPES, Decoded, Undecoded, decode, ip_cut_short
+from pktdemux.linklayer import (
+    SUPPORTED_LINKTYPES,
+    Decoded,
+    Undecoded,
+    decode,
+    ip_cut_short,
+)
 from pktdemux.wire import build_ipv4, build_ipv6
 
 V4 = build_ipv4(src=bytes([10, 0, 0, 2]), dst=bytes([10, 0, 0, 1]), proto=17, payload=bytes(8))

@@ -10,7 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tcp_helpers import segment
 
-from pktdemux.matching import describe_fields, first_difference, mask_random_fields, same_packet
+from pktdemux.matching import (
+    describe_fields,
+    first_difference,
+    mask_random_fields,
+    same_packet,
+)
 from pktdemux.wire import PROTO_ICMP, build_ipv4, build_ipv6, checksum
 
 T01_REPLY = bytes.fromhex("4500002800004000400626c50a0000010a00000b00519c4000000000000003e950140000fb4a0000")
@@ -98,3 +103,13 @@ def test_random_fields_never_matter(isn: int, ts: int, ident: int) -> None:
     assert same_packet(a, b)
     data = segment("10.0.0.1", "10.0.0.2", 80, 4000, "PA", 5, 6, payload=b"x")
     assert same_packet(data, with_ip_id(data, ident))
+
+
+@given(st.binary(max_size=60), st.binary(max_size=60), st.integers(0, 15), st.integers(0, 15))
+def test_tcp_difference_names_the_field_the_full_listing_names(a: bytes, b: bytes, doff_a: int,
+                                                                doff_b: int) -> None:
+    from pktdemux.matching import _difference, _tcp_difference, _tcp_fields
+
+    for x, y in ((a, b), (bytes(12) + bytes([doff_a << 4]) + bytes(7) + a,
+                          bytes(12) + bytes([doff_b << 4]) + bytes(7) + b)):
+        assert _tcp_difference(x, y) == _difference(_tcp_fields(x), _tcp_fields(y))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from ip_vectors import a, make_kernel
+
 from pktdemux.dropreason import DropReason as R
 from pktdemux.packet import RouteType as T
 

@@ -4,7 +4,16 @@ RFC 5961, half-open requests and TIME_WAIT."""
 
 from __future__ import annotations
 
-from tcp_helpers import T0, ip_id, listen, make_kernel, segment, tcp_header, tcp_options, tsval
+from tcp_helpers import (
+    T0,
+    ip_id,
+    listen,
+    make_kernel,
+    segment,
+    tcp_header,
+    tcp_options,
+    tsval,
+)
 
 from pktdemux.sockets import TcpState
 from pktdemux.tcp_segment import ACK, RST, SYN

@@ -123,6 +123,35 @@ def test_completed_handshake_stops_the_retransmissions() -> None:
     assert kernel.advance(T0 + 100) == []
 
 
+def test_completed_handshake_stops_the_timer_itself() -> None:
+    kernel, synack = syn_kernel()
+    ack = segment("10.0.0.2", "10.0.0.1", 5000, 80, "A", seq=1001, ack=tcp_header(synack)[2] + 1)
+    kernel.receive(ack, T0 + 0.5, "tun0")
+    kernel.advance(T0 + 100)
+    assert kernel.drain_timer_output() == []  # del_timer: no firing at all
+
+
+def test_retransmitted_syn_moves_the_pending_timer() -> None:
+    # tcp_check_req: after the SYN-ACK is sent again, the timer is due
+    # 1 s << (firings so far) later, and the later firings follow from there
+    kernel, synack = syn_kernel()
+    syn = segment("10.0.0.2", "10.0.0.1", 5000, 80, "S", seq=1000, options=SYN_OPTIONS)
+    (again,) = kernel.receive(syn, T0 + 0.5, "tun0").replies
+    assert without_ts_and_checksums(again) == without_ts_and_checksums(synack)
+    assert kernel.advance(T0 + 1.4) == []
+    assert len(kernel.advance(T0 + 1.5)) == 1  # 0.5 + 1
+    kernel.receive(syn, T0 + 2.5, "tun0")  # one firing so far: 2 s from now
+    assert kernel.advance(T0 + 4.4) == []
+    assert len(kernel.advance(T0 + 4.5)) == 1
+    times = [t for t in (T0 + 4.5 + s for s in range(1, 80)) for _ in kernel.advance(t)]
+    assert [t - T0 for t in times] == [8.5, 16.5, 32.5]  # then the request is dropped
+    alive = [s for s in kernel.tcp.established.values() if s.state is TcpState.SYN_RECV]
+    assert alive == []
+    fired = kernel.drain_timer_output()
+    assert [(f.time - T0, len(f.packets)) for f in fired] == [(1.5, 1), (4.5, 1), (8.5, 1), (16.5, 1),
+                                                              (32.5, 1), (64.5, 0)]
+
+
 def test_retransmission_is_recorded_for_matching_the_hosts_own_packets() -> None:
     kernel, _ = syn_kernel()
     (again,) = kernel.advance(T0 + 1)

@@ -151,3 +151,43 @@ def test_unparsable_packets_do_not_raise() -> None:
     assert kernel.transmit(b"", T0).matched is None
     assert kernel.transmit(b"\x45" + bytes(10), T0).matched is None
     assert SYN  # flags are plain ints
+
+
+def _fragment(packet: bytes, *, offset: int, more: bool, keep: int) -> bytes:
+    """``packet`` (IPv4, no options) as one fragment: ``keep`` bytes of its payload at ``offset``."""
+    from pktdemux.wire import build_ipv4
+
+    payload = packet[20:][offset:offset + keep]
+    frag = build_ipv4(src=packet[12:16], dst=packet[16:20], proto=packet[9], payload=payload, ident=7)
+    flags = (0x2000 if more else 0) | offset >> 3
+    return _fix_ip_checksum(frag[:6] + flags.to_bytes(2, "big") + frag[8:])
+
+
+def test_host_first_fragment_with_part_of_the_tcp_header_does_not_raise() -> None:
+    kernel = make_kernel()
+    syn = segment(LOCAL, PEER, 41000, 80, "S", 100, options=LINUX_SYN)
+    first = _fragment(syn, offset=0, more=True, keep=24)  # data offset says 40 bytes, 24 present
+    result = kernel.transmit(first, T0)
+    assert result.matched is None and result.action == "send"
+    assert result.note == "IPv4 fragment at offset 0, more follow: sent by an application"
+    later = _fragment(syn, offset=24, more=False, keep=16)
+    assert kernel.transmit(later, T0).note == "IPv4 fragment at offset 24: sent by an application"
+    assert not kernel.tcp.established  # no connect() from a fragment
+
+
+def test_host_syn_cut_inside_its_options_does_not_raise() -> None:
+    kernel = make_kernel()
+    syn = segment(LOCAL, PEER, 41000, 80, "S", 100, options=LINUX_SYN)
+    cut = _fix_ip_checksum(syn[:2] + (len(syn) - 14).to_bytes(2, "big") + syn[4:-14])
+    result = kernel.transmit(cut, T0)
+    assert result.action == "connect"
+    (sock,) = result.sockets
+    assert sock.tcb.mss == 1460  # the MSS option survived; the cut timestamp did not
+    assert sock.tcb.ts_ok is False
+
+
+def test_parse_options_bounds_the_end_by_the_buffer() -> None:
+    from pktdemux.tcp_options import parse_options
+
+    opts = parse_options(bytes.fromhex("020405b4040208"), 0, 40, True)
+    assert opts.mss == 1460 and opts.tsval is None

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from ip_vectors import a, load_vectors, make_kernel, mask_random, udp4, udp6
+
 from pktdemux.dropreason import DropReason as R
 from pktdemux.sockets import Proto, Socket, TcpState
 
@@ -78,6 +78,7 @@ def test_S27_connected_socket_wins_for_its_peer():
 
 def two_address_kernel():
     import ipaddress
+
     from pktdemux import Interface, Kernel
     return Kernel([Interface("tun0", [ipaddress.IPv4Interface("10.0.0.1/24"),
                                       ipaddress.IPv4Interface("10.0.0.3/24")])])

@@ -24,10 +24,22 @@ out.  The rules, for packets of the host (``addresses``):
   captured: seen hops away, it is lower than the host's setting, and the
   proposed value is the one that makes the replies compare.
 
+* TCP options and TOS (:meth:`_Collector._tcp_options`): an option every
+  SYN offered and no SYN-ACK answered turns its sysctl off (tcp_timestamps,
+  tcp_sack, tcp_window_scaling); ECN setup SYNs answered without ECE give
+  tcp_ecn = 0; SYN-ACKs carrying their SYN's DSCP give tcp_reflect_tos = 1.
+* What no setting reproduces is said in the header (:meth:`_Collector.caveats`):
+  RSTs and SYN-ACKs without DF or with an IPv4 ID, ICMP errors without
+  precedence 0xc0, SYN-ACK options in another stack's order, a SYN-ACK TOS
+  the SYN did not carry.
+
 Without ``addresses`` the busiest responder is taken: the address that sent
-the most kernel-made replies (SYN-ACK, RST, ICMP errors, echo replies), else
-the address seen in the most packets.  A loopback responder makes a host on
-``lo``.
+the most kernel-made replies (SYN-ACK, RST, ICMP errors, echo replies; a tie
+goes to the address in the most packets), else the address seen in the most
+packets.  Its other addresses are added by :func:`_same_host`: the addresses
+it sends to itself, its loopback traffic and wire address when the capture
+was taken on it, EUI-64 ties, and responders of the same configuration.  A
+host seen only on loopback addresses is a host on ``lo``.
 """
 
 from __future__ import annotations
@@ -47,6 +59,8 @@ from .model import ESTAB, LISTEN, UNCONN, Imported, Observed
 from .table import GUESSED_PREFIX, Address, build_host
 
 _SYN, _RST, _ACK, _FIN = 0x02, 0x04, 0x10, 0x01
+_ECE, _CWR = 0x40, 0x80
+_OPTION_NAMES = {"ts": "timestamps", "sack": "SACK", "wscale": "window scaling"}
 _V6_SKIPPED_HEADERS = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
 _V6_FRAGMENT = 44
 #: ICMP / ICMPv6 types a kernel sends on its own.
@@ -73,6 +87,10 @@ class _Pkt:
     ttl: int
     proto: int
     l4: bytes
+    tos: int = 0
+    mac: bytes = b""
+    ip_id: int = 0
+    df: int = 0
 
 
 @dataclass
@@ -110,18 +128,24 @@ def infer_host(records: Iterable[RecordLike], addresses: Iterable[Address] | Non
         chosen, why = _busiest_responder(packets)
         header.append(why)
         given = [] if chosen is None else [chosen]
+        if chosen is not None:
+            more, notes = _same_host(packets, chosen)
+            given += more
+            header += notes
     local = {a.ip.packed for a in given}
     loopback_host = bool(given) and all(a.ip.is_loopback for a in given)
+    on_loopback = any(a.ip.is_loopback for a in given)
 
     def is_local(addr: bytes) -> bool:
-        return addr in local or (loopback_host and ipaddress.ip_address(addr).is_loopback)
+        return addr in local or (on_loopback and ipaddress.ip_address(addr).is_loopback)
 
     evidence = _Collector(is_local)
     for p in packets:
         evidence.add(p)
     header += evidence.header_lines()
+    header += evidence.caveats()
     sysctl, sysctl_notes, mtu = evidence.sysctls(loopback_host)
-    host_addresses = [] if loopback_host else given
+    host_addresses = [a for a in given if not a.ip.is_loopback]
     return build_host(evidence.sockets(), source=header[0], addresses=host_addresses,
                       interface="lo" if loopback_host else None, mtu=mtu,
                       sysctl=sysctl, sysctl_notes=sysctl_notes, header=header[1:])
@@ -141,7 +165,8 @@ def _parse(record: RecordLike) -> _Pkt | None:
         if ihl < 20 or struct.unpack_from("!H", ip, 6)[0] & 0x1FFF:  # bad header, or not the first fragment
             return None
         end = min(len(ip), total) if total >= ihl else len(ip)
-        return _Pkt(record.n, 4, ip[12:16], ip[16:20], ip[8], ip[9], ip[ihl:end])
+        return _Pkt(record.n, 4, ip[12:16], ip[16:20], ip[8], ip[9], ip[ihl:end], ip[1], _link_source(record),
+                    struct.unpack_from("!H", ip, 4)[0], ip[6] >> 6 & 1)
     if version == 6 and len(ip) >= 40:
         nxt, offset = ip[6], 40
         end = min(len(ip), 40 + struct.unpack_from("!H", ip, 4)[0])
@@ -154,8 +179,31 @@ def _parse(record: RecordLike) -> _Pkt | None:
                 nxt, offset = ip[offset], offset + 8
             else:
                 break
-        return _Pkt(record.n, 6, ip[8:24], ip[24:40], ip[7], nxt, ip[offset:end])
+        tclass = ((ip[0] & 0x0F) << 4) | (ip[1] >> 4)
+        return _Pkt(record.n, 6, ip[8:24], ip[24:40], ip[7], nxt, ip[offset:end], tclass, _link_source(record))
     return None
+
+
+#: Link types whose header names the sender's link-layer address: Ethernet,
+#: Linux cooked capture v1 and v2.
+_ETHERNET, _SLL, _SLL2 = 1, 113, 276
+
+
+def _link_source(record: RecordLike) -> bytes:
+    """The 6-byte link-layer source address of ``record``'s frame, else b"" (zeros count as none)."""
+    frame, linktype = record.frame, record.linktype
+    mac = b""
+    if (linktype == _ETHERNET and len(frame) >= 14) or (
+            linktype == _SLL and len(frame) >= 16 and struct.unpack_from("!H", frame, 4)[0] == 6):
+        mac = frame[6:12]
+    elif linktype == _SLL2 and len(frame) >= 20 and frame[11] == 6:
+        mac = frame[12:18]
+    return bytes(mac) if any(mac) else b""
+
+
+def _eui64(mac: bytes) -> bytes:
+    """The modified EUI-64 interface identifier SLAAC derives from ``mac`` (RFC 4291 appendix A)."""
+    return bytes([mac[0] ^ 0x02]) + mac[1:3] + b"\xff\xfe" + mac[3:6]
 
 
 def _tcp(p: _Pkt) -> tuple[int, int, int, int, int, int, dict[str, int]] | None:
@@ -185,10 +233,35 @@ def _options(data: bytes) -> dict[str, int]:
             opts["mss"] = struct.unpack("!H", body)[0]
         elif kind == 3 and len(body) == 1:
             opts["wscale"] = body[0]
+        elif kind == 4 and not body:
+            opts["sack"] = 1
         elif kind == 8 and len(body) == 8:
             opts["ts"] = 1
         i += size
     return opts
+
+
+def _linux_layout(data: bytes, opts: dict[str, int]) -> bool:
+    """True when SYN-ACK options ``data`` are laid out as Linux's tcp_options_write() lays out ``opts``."""
+    expected = [2] if "mss" in opts else []
+    if "ts" in opts:
+        expected += [4, 8] if "sack" in opts else [1, 1, 8]
+    elif "sack" in opts:
+        expected += [1, 1, 4]
+    if "wscale" in opts:
+        expected += [1, 3]
+    kinds, i = [], 0
+    while i < len(data):
+        kinds.append(data[i])
+        if data[i] in (0, 1):
+            i += 1
+        elif i + 1 < len(data) and data[i + 1] >= 2:
+            i += data[i + 1]
+        else:
+            break
+    while kinds and kinds[-1] == 0:
+        kinds.pop()
+    return kinds == expected
 
 
 def _is_kernel_reply(p: _Pkt) -> bool:
@@ -203,9 +276,17 @@ def _is_kernel_reply(p: _Pkt) -> bool:
 def _busiest_responder(packets: list[_Pkt]) -> tuple[Address | None, str]:
     replies = Counter(p.src for p in packets if _is_kernel_reply(p))
     if replies:
-        addr, count = replies.most_common(1)[0]
+        top = max(replies.values())
+        tied = [a for a, c in replies.items() if c == top]
+        addr, count = tied[0], top
         why = (f"Host: {format_addr(addr)}, the capture's busiest responder ({count} kernel-made replies: "
                "SYN-ACKs, RSTs, ICMP errors, echo replies); pass --address to choose another.")
+        if len(tied) > 1:
+            seen = Counter(a for p in packets for a in {p.src, p.dst} if a in tied)
+            addr = max(tied, key=lambda a: seen[a])
+            why = (f"Host: {format_addr(addr)}, one of {len(tied)} busiest responders ({count} kernel-made "
+                   f"replies each: SYN-ACKs, RSTs, ICMP errors, echo replies), the one in the most packets "
+                   f"({seen[addr]}); pass --address to choose another.")
     else:
         seen = Counter(a for p in packets for a in (p.src, p.dst) if not ipaddress.ip_address(a).is_multicast)
         if not seen:
@@ -219,6 +300,149 @@ def _busiest_responder(packets: list[_Pkt]) -> tuple[Address | None, str]:
         return ipaddress.ip_interface(f"{ip}/{8 if ip.version == 4 else 128}"), why
     why += f" Prefix /{GUESSED_PREFIX[ip.version]} guessed."
     return ipaddress.ip_interface(f"{ip}/{GUESSED_PREFIX[ip.version]}"), why
+
+
+def _interface_of(addr: bytes) -> Address:
+    ip = ipaddress.ip_address(addr)
+    if ip.is_loopback:
+        return ipaddress.ip_interface(f"{ip}/{8 if ip.version == 4 else 128}")
+    return ipaddress.ip_interface(f"{ip}/{GUESSED_PREFIX[ip.version]}")
+
+
+def _same_host(packets: list[_Pkt], chosen: Address) -> tuple[list[Address], list[str]]:
+    """The chosen responder's other addresses, and why each is taken.
+
+    * A packet whose source is its destination (or a loopback address)
+      travels over lo: the capture was taken on that host, and every address
+      it sends to itself is its own.  Its address on the wire is then the
+      one in the most other packets, when it is in at least half of them.
+    * An IPv6 address whose interface identifier is the EUI-64 of a
+      link-layer address the host sends from (SLAAC) is the host's; so is
+      the one IPv4 address sent from the link-layer address an IPv6 address
+      of the host was derived from.
+    * A responder whose kernel-made replies all carry the host's TTL (or hop
+      limit), and that answered one of the host's peers or sent the same
+      kinds of reply, is taken as another address of one configuration: the
+      capture cannot tell such hosts apart, and one host with both addresses
+      replays the replies of each.
+    """
+    me = chosen.ip.packed
+    found: dict[bytes, str] = {}
+    notes: list[str] = []
+
+    def evidence(ns: list[int]) -> str:
+        return _Evidence(sorted(set(ns))).text()
+
+    self_sent: dict[bytes, list[int]] = defaultdict(list)
+    loop_packets = 0
+    for p in packets:
+        if p.src == p.dst:
+            self_sent[p.src].append(p.n)
+        if ipaddress.ip_address(p.src).is_loopback:
+            loop_packets += 1
+    wire = [p for p in packets if p.src != p.dst and not ipaddress.ip_address(p.src).is_loopback
+            and not ipaddress.ip_address(p.dst).is_loopback]
+    seen = Counter(a for p in wire for a in {p.src, p.dst}
+                   if not ipaddress.ip_address(a).is_multicast and a not in self_sent)
+    on_wire, on_wire_count = seen.most_common(1)[0] if seen else (b"", 0)
+    if 2 * on_wire_count < len(wire) or not any(on_wire):
+        on_wire = b""
+    on_host = chosen.ip.is_loopback or me in self_sent or (loop_packets > 0 and me == on_wire)
+    if on_host:
+        if not chosen.ip.is_loopback:
+            found[ipaddress.ip_address("127.0.0.1").packed] = "lo: the capture holds traffic over lo"
+        for addr, ns in self_sent.items():
+            if addr != me and not ipaddress.ip_address(addr).is_loopback:
+                found[addr] = f"it sends packets to itself (over lo: {evidence(ns)})"
+        if on_wire and on_wire != me and on_wire not in found:
+            found[on_wire] = (f"the capture holds the host's loopback traffic, so it was taken on the host; "
+                              f"{format_addr(on_wire)} is in {on_wire_count} of the {len(wire)} packets on the "
+                              "wire")
+    # EUI-64 ties between IPv4 and IPv6 addresses of one interface
+    macs: dict[bytes, set[bytes]] = defaultdict(set)
+    first_with: dict[tuple[bytes, bytes], int] = {}
+    for p in packets:
+        if p.mac:
+            macs[p.src].add(p.mac)
+            first_with.setdefault((p.src, p.mac), p.n)
+    mine = [me, *found]
+    for addr in mine:
+        for mac in macs.get(addr, ()):
+            iid = _eui64(mac)
+            for other in macs:
+                if other in found or other == me or len(other) != 16 or other[8:] != iid:
+                    continue
+                found[other] = (f"its interface identifier is the EUI-64 of {mac.hex(':')}, the link-layer "
+                                f"address {format_addr(addr)} sends from (packets {first_with[(addr, mac)]} "
+                                f"and {first_with.get((other, mac), '-')})")
+        if len(addr) == 16 and addr[11:13] == b"\xff\xfe":
+            for mac in {m for ms in macs.values() for m in ms if _eui64(m) == addr[8:]}:
+                v4 = [a for a, ms in macs.items() if len(a) == 4 and mac in ms]
+                if len(v4) == 1 and v4[0] not in found and v4[0] != me:
+                    found[v4[0]] = (f"the only IPv4 address sent from {mac.hex(':')} (packet "
+                                    f"{first_with[(v4[0], mac)]}), whose EUI-64 is {format_addr(addr)}'s "
+                                    "interface identifier")
+    # responders of one configuration
+    ttls: dict[bytes, Counter[int]] = defaultdict(Counter)
+    peers: dict[bytes, set[bytes]] = defaultdict(set)
+    kinds: dict[bytes, set[tuple[int, int]]] = defaultdict(set)
+    replies: dict[bytes, list[int]] = defaultdict(list)
+    prints: dict[bytes, set[tuple[int, ...]]] = defaultdict(set)
+    for p in packets:
+        if _is_kernel_reply(p):
+            prints[p.src].add(_fingerprint(p))
+            ttls[p.src][p.ttl] += 1
+            peers[p.src].add(p.dst)
+            kinds[p.src].add((p.proto, _reply_kind(p)))
+            replies[p.src].append(p.n)
+    if len(ttls.get(me, ())) == 1 and not chosen.ip.is_loopback:
+        (ttl,) = ttls[me]
+        for addr, counts in ttls.items():
+            if addr == me or addr in found or len(addr) != len(me) or set(counts) != {ttl}:
+                continue
+            if ipaddress.ip_address(addr).is_loopback or me in peers[addr] or addr in peers[me]:
+                continue
+            if _clash(prints[addr], prints[me]):
+                continue
+            common = peers[addr] & peers[me]
+            if common:
+                why = f"answered {format_addr(min(common))} as the host did"
+            elif kinds[addr] == kinds[me]:
+                why = "sent the same kinds of reply"
+            else:
+                continue
+            found[addr] = (f"its {len(replies[addr])} kernel-made replies ({evidence(replies[addr])}) all have "
+                           f"the host's {'TTL' if len(me) == 4 else 'hop limit'} {ttl} and it {why}: taken as "
+                           "one more address of the same configuration")
+    result = []
+    for addr, why in found.items():
+        result.append(_interface_of(addr))
+        notes.append(f"Also the host's: {format_addr(addr)}: {why}.")
+    return result, notes
+
+
+def _fingerprint(p: _Pkt) -> tuple[int, ...]:
+    """(protocol, IPv4 ID is zero, DF) of a kernel-made reply: what one stack does the same way every time.
+
+    Linux sends its RSTs and SYN-ACKs with DF and ID 0, other stacks with a
+    counter; ICMP messages are told apart by DF alone.
+    """
+    if p.family != 4:
+        return (p.proto,)
+    return (p.proto, int(p.ip_id == 0) if p.proto == 6 else -1, p.df)
+
+
+def _clash(a: set[tuple[int, ...]], b: set[tuple[int, ...]]) -> bool:
+    """True when two responders answer one protocol differently."""
+    by_proto_a = {f[0]: f for f in a}
+    return any(f[0] in by_proto_a and f != by_proto_a[f[0]] for f in b) or \
+        any(len({f for f in x if f[0] == proto}) > 1 for x in (a, b) for proto in {f[0] for f in x})
+
+
+def _reply_kind(p: _Pkt) -> int:
+    if p.proto == 6:
+        return p.l4[13] & (_SYN | _RST) if len(p.l4) > 13 else 0
+    return p.l4[0] if p.l4 else -1
 
 
 # -- evidence ------------------------------------------------------------------------------
@@ -243,6 +467,16 @@ class _Collector:
         self.ttl_packets: dict[tuple[int, int], list[int]] = defaultdict(list)
         self.synacks: list[tuple[int, int, int, dict[str, int]]] = []  # n, family, window, options
         self.host_opened = 0
+        #: SYNs by 4-tuple: (packet, options, flags, TOS)
+        self.syn_info: dict[tuple[bytes, int, bytes, int], tuple[int, dict[str, int], int, int]] = {}
+        #: SYN-ACKs with their SYN: (packet, SYN info, options, flags, TOS)
+        self.answered: list[tuple[int, tuple[int, dict[str, int], int, int], dict[str, int], int, int]] = []
+        #: IPv4 RSTs and SYN-ACKs by (ID, DF) behaviour
+        self.ip_behaviour: dict[tuple[str, str], list[int]] = defaultdict(list)
+        #: SYN-ACKs whose options are not laid out as Linux writes them
+        self.odd_layout: list[int] = []
+        #: ICMP errors by TOS
+        self.icmp_tos: dict[int, list[int]] = defaultdict(list)
         #: connections in which the host sent something other than a RST: it had a socket
         self.host_spoke: set[tuple[bytes, int, bytes, int]] = set()
 
@@ -273,6 +507,7 @@ class _Collector:
             self.host_spoke.add(tup)
         if flags & (_SYN | _ACK) == _SYN:
             self.syns[tup] = seq
+            self.syn_info[tup] = (p.n, opts, flags, p.tos)
             if src_local and not dst_local:
                 self.host_opened += 1
             return
@@ -283,7 +518,13 @@ class _Collector:
         if flags & (_SYN | _ACK) == _SYN | _ACK:
             self.listening[key].add(p.n)
             self.synacks.append((p.n, p.family, window, opts))
-        elif flags & _RST and syn_seq is not None and ack == (syn_seq + 1) & 0xFFFFFFFF:
+            if not _linux_layout(p.l4[20:(p.l4[12] >> 4) * 4], opts):
+                self.odd_layout.append(p.n)
+            if rev in self.syn_info:
+                self.answered.append((p.n, self.syn_info[rev], opts, flags, p.tos))
+        if p.family == 4 and (flags & (_SYN | _ACK) == _SYN | _ACK or flags & _RST):
+            self.ip_behaviour[("ID not 0" if p.ip_id else "ID 0", "DF" if p.df else "no DF")].append(p.n)
+        if flags & (_SYN | _ACK) != _SYN | _ACK and flags & _RST and syn_seq is not None and ack == (syn_seq + 1) & 0xFFFFFFFF:
             self.refused[key].add(p.n)
 
     def _udp(self, p: _Pkt, src_local: bool, dst_local: bool) -> None:
@@ -302,6 +543,8 @@ class _Collector:
                 self.udp_unanswered[(p.family, p.dst, dport)].add(p.n)
 
     def _icmp_error(self, p: _Pkt) -> None:
+        if p.family == 4 and len(p.l4) >= 8 and p.l4[0] in (3, 11, 12):
+            self.icmp_tos[p.tos].append(p.n)
         if len(p.l4) < 8 or (p.l4[0], p.l4[1]) != _PORT_UNREACH[p.family]:
             return
         quoted = _Pkt(p.n, p.family, b"", b"", 0, 0, b"")
@@ -425,7 +668,65 @@ class _Collector:
             if rmem is not None:
                 values["net.ipv4.tcp_rmem"] = rmem
             notes += rmem_notes
+        self._tcp_options(values, notes)
         return values, notes, mtu
+
+    def _tcp_options(self, values: dict[str, object], notes: list[str]) -> None:
+        """tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_ecn, tcp_reflect_tos from SYN-ACKs and their SYNs.
+
+        Linux answers an option the SYN offers whenever its sysctl is on
+        (tcp_openreq_init / tcp_synack_options): a SYN-ACK that leaves out an
+        offered option in every case means the sysctl is 0.  An ECN setup SYN
+        (ECE and CWR) is answered with ECE under tcp_ecn 1 or 2.  With
+        tcp_reflect_tos the SYN-ACK carries the SYN's DSCP.
+        """
+        for key, name in (("ts", "net.ipv4.tcp_timestamps"), ("sack", "net.ipv4.tcp_sack"),
+                          ("wscale", "net.ipv4.tcp_window_scaling")):
+            offered = [(n, key in opts) for n, (_, syn_opts, _, _), opts, _, _ in self.answered if key in syn_opts]
+            if offered and not any(has for _, has in offered):
+                values[name] = 0
+                shown = _Evidence([n for n, _ in offered]).text()
+                notes.append(f"{name} = 0: the SYN offered {_OPTION_NAMES[key]} and the SYN-ACK left it out "
+                             f"({shown}).")
+            elif offered and not all(has for _, has in offered):
+                left = _Evidence([n for n, has in offered if not has]).text()
+                notes.append(f"{name} kept at its default: some SYN-ACKs answer {_OPTION_NAMES[key]}, others "
+                             f"({left}) do not.")
+        ecn = [(n, bool(flags & _ECE)) for n, (_, _, syn_flags, _), _, flags, _ in self.answered
+               if syn_flags & (_ECE | _CWR) == _ECE | _CWR]
+        if ecn and not any(has for _, has in ecn):
+            values["net.ipv4.tcp_ecn"] = 0
+            notes.append("net.ipv4.tcp_ecn = 0: ECN setup SYNs answered without ECE "
+                         f"({_Evidence([n for n, _ in ecn]).text()}).")
+        dscp = [(n, syn_tos & 0xFC, tos & 0xFC) for n, (_, _, _, syn_tos), _, _, tos in self.answered]
+        if dscp and all(a == b for _, a, b in dscp) and any(a for _, a, _ in dscp):
+            values["net.ipv4.tcp_reflect_tos"] = 1
+            notes.append("net.ipv4.tcp_reflect_tos = 1: the SYN-ACKs carry their SYN's DSCP "
+                         f"({_Evidence([n for n, _, _ in dscp]).text()}).")
+        elif any(b for _, _, b in dscp):
+            odd = _Evidence([n for n, a, b in dscp if b and a != b]).text()
+            notes.append(f"Cannot be set: SYN-ACKs with a TOS their SYN did not carry ({odd}); the listener's "
+                         "IP_TOS is not in the host-file format, or a router on the path rewrote the field.")
+
+    def caveats(self) -> list[str]:
+        """What the replies show that no host-file setting reproduces."""
+        lines = []
+        odd_id = {k: v for k, v in self.ip_behaviour.items() if k != ("ID 0", "DF")}
+        if odd_id:
+            lines.append("Cannot be set: Linux sends its RSTs and SYN-ACKs with DF and IPv4 ID 0 "
+                         "(ip_select_ident_segs); these differ: " + "; ".join(
+                             f"{a}, {b} ({_Evidence(ns).text()})" for (a, b), ns in sorted(odd_id.items()))
+                         + ". Not a Linux host, or a middlebox rewrote them: those replies cannot match.")
+        if self.odd_layout:
+            lines.append("Cannot be set: SYN-ACK options not in the order Linux writes them (MSS, SACK-permitted "
+                         f"and timestamps, window scale; tcp_options_write) in {_Evidence(self.odd_layout).text()}: "
+                         "another stack; those SYN-ACKs cannot match.")
+        odd_tos = {t: ns for t, ns in self.icmp_tos.items() if t & 0xE0 != 0xC0}
+        if odd_tos:
+            lines.append("Cannot be set: Linux sends ICMP errors with precedence 0xc0 in the TOS; these carry "
+                         + "; ".join(f"TOS {t:#04x} ({_Evidence(ns).text()})" for t, ns in sorted(odd_tos.items()))
+                         + ".")
+        return lines
 
     def _from_synacks(self, loopback_host: bool) -> tuple[tuple[int, int, int] | None, list[str], int | None]:
         notes = []

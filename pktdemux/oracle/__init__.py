@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from .errors import OracleError, OracleUnavailable
 from .noise import is_background_noise
-from .result import Accepted, ConnectionState, Datagram, OracleResult, PacketResult, Reply, SocketReport
+from .result import (
+    Accepted,
+    ConnectionState,
+    Datagram,
+    OracleResult,
+    PacketResult,
+    Reply,
+    SocketReport,
+)
 from .runner import check_available, run_scenario
 from .scenario import HostSetup, Injection, Scenario, SocketSetup
 from .segments import final_ack
