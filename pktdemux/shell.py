@@ -110,6 +110,47 @@ def interact(host: Any, *, ipython: bool | None = None) -> None:
         else:
             config = Config()
             config.TerminalInteractiveShell.banner2 = banner(host) + "\n"
+            config.InteractiveShellApp.exec_lines = [
+                "from pktdemux.shell import show_socket_errors_briefly as _brief; _brief(get_ipython()); del _brief",
+            ]
             IPython.start_ipython(argv=[], user_ns=names, config=config)
             return
-    code.InteractiveConsole(names).interact(banner=banner(host), exitmsg="")
+    _Console(names).interact(banner=banner(host), exitmsg="")
+
+
+def socket_error_line(error: BaseException) -> str:
+    """How the shells show a refused socket call: one line, as Python names it.
+
+    ``OSError: [Errno 98] Address already in use: overlaps "nginx" tcp://0.0.0.0:80``
+    """
+    return f"OSError: {error}"
+
+
+def show_socket_errors_briefly(ipython_shell: Any) -> None:
+    """Have IPython print an emulated socket call's error as one line.
+
+    EADDRINUSE and friends are the answer a learner asked for, not a bug in
+    pktdemux: a traceback through the emulation's own frames would bury it.
+    Every other exception keeps IPython's usual traceback.
+    """
+    from .errors import SocketError
+
+    def brief(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
+        print(socket_error_line(value))
+
+    ipython_shell.set_custom_exc((SocketError,), brief)
+
+
+class _Console(code.InteractiveConsole):
+    """The standard console, with emulated socket errors on one line."""
+
+    def showtraceback(self) -> None:
+        import sys
+
+        from .errors import SocketError
+
+        error = sys.exc_info()[1]
+        if isinstance(error, SocketError):
+            self.write(socket_error_line(error) + "\n")
+        else:
+            super().showtraceback()

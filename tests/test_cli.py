@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from ci_support import require_program
 from click.testing import CliRunner
 
 from pktdemux.cli import main
@@ -111,12 +111,12 @@ def test_write_pcapng_reads_back(host: pathlib.Path, tmp_path: pathlib.Path) -> 
             assert obj["reason"] in comment
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 def test_write_pcapng_reads_in_tshark(host: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    tshark = require_program("tshark")
     out = tmp_path / "out.pcapng"
     code, _, _ = invoke(PCAPS / "pcapng_eth_sll_mysql.pcapng", "--host", host, "--write", out, "--quiet")
     assert code == 0
-    run = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.comment",
+    run = subprocess.run([tshark, "-r", str(out), "-T", "fields", "-e", "frame.comment",
                           "-e", "frame.time_epoch"], capture_output=True, text=True, check=True)
     lines = run.stdout.splitlines()
     assert all(line.startswith("pktdemux: ") for line in lines)

@@ -3,7 +3,6 @@ typed into the plain console under tmux and read back from the screen."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ci_support import require_module, require_program
 
 from pktdemux.host import Host
 from pktdemux.shell import EXAMPLES, banner, namespace
@@ -45,17 +45,31 @@ def test_examples_in_the_banner_run() -> None:
     assert names["web"].state.value == "LISTEN"
 
 
-@pytest.fixture
-def tmux_session() -> Iterator[str]:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
+#: console -> (extra arguments of ``pktdemux shell``, its first prompt as the pane shows it)
+CONSOLES = {"plain": (["--plain"], ">>>"), "ipython": ([], "In [1]:")}
+
+
+@pytest.fixture(params=sorted(CONSOLES))
+def tmux_session(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``pktdemux shell`` running under tmux, at its first prompt; the
+    parameter is the console: the standard one or IPython."""
+    require_program("tmux")
+    if request.param == "ipython":
+        require_module("IPython")
+    args, prompt = CONSOLES[request.param]
     name = f"pktdemux-{uuid.uuid4().hex[:8]}"
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "220", "-y", "50", "-c", str(ROOT),
-                    sys.executable, "-m", "pktdemux", "shell", "--plain"], check=True)
+                    sys.executable, "-m", "pktdemux", "shell", *args], check=True)
     try:
+        wait_for(name, prompt)
         yield name
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], check=False, capture_output=True)
+
+
+def type_line(session: str, line: str) -> None:
+    subprocess.run(["tmux", "send-keys", "-t", session, "-l", line], check=True)
+    subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
 
 
 def screen(session: str) -> str:
@@ -74,11 +88,18 @@ def wait_for(session: str, text: str) -> str:
 
 
 def test_user_types_a_packet_and_reads_the_verdict(tmux_session: str) -> None:
-    wait_for(tmux_session, ">>>")  # the pane drops trailing blanks
-    subprocess.run(["tmux", "send-keys", "-t", tmux_session, "-l", TYPED], check=True)
-    subprocess.run(["tmux", "send-keys", "-t", tmux_session, "Enter"], check=True)
+    type_line(tmux_session, TYPED)
     shown = wait_for(tmux_session, EXPECTED)
     assert "reply: IP / TCP 10.0.0.1:81 > 10.0.0.2:" in shown
-    subprocess.run(["tmux", "send-keys", "-t", tmux_session, "-l", "print(host.ss())"], check=True)
-    subprocess.run(["tmux", "send-keys", "-t", tmux_session, "Enter"], check=True)
+    type_line(tmux_session, "print(host.ss())")
     wait_for(tmux_session, "Netid State Recv-Q Send-Q Local Address:Port")
+
+
+def test_address_already_in_use_is_one_line_not_a_traceback(tmux_session: str) -> None:
+    type_line(tmux_session, 'a = host.socket("tcp"); a.bind("0.0.0.0", 8080); a.listen()')
+    type_line(tmux_session, 'b = host.socket("tcp"); b.bind("10.0.0.1", 8080)')
+    shown = wait_for(tmux_session, "OSError: [Errno 98] Address already in use: overlaps tcp://0.0.0.0:8080")
+    assert "Traceback" not in shown
+    type_line(tmux_session, "1/0")  # a real exception keeps its traceback
+    wait_for(tmux_session, "ZeroDivisionError")
+    assert "Traceback" in screen(tmux_session)

@@ -12,6 +12,7 @@ from 10.0.0.1:7103 to 10.0.0.2:9999.
 
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -63,6 +64,7 @@ def main() -> None:
 
     out = {
         "pid": os.getpid(),
+        "comm": pathlib.Path("/proc/self/comm").read_text().strip(),  # what `ss -p` names the process
         "uid": os.getuid(),
         "client_port": client.getsockname()[1],
         "ss": subprocess.run(["ss", "-tuanpe"], check=True, capture_output=True, text=True).stdout,
