@@ -8,7 +8,6 @@ draws at random, and what the sockets received.
 from __future__ import annotations
 
 import ipaddress
-import os
 import struct
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from ci_support import in_ci, unavailable
+from ci_support import unavailable
 
 from pktdemux.matching import describe_fields, first_difference, mask_random_fields
 from pktdemux.oracle import (

@@ -18,9 +18,9 @@ import subprocess
 import sys
 
 import pytest
-from ci_support import unavailable
 from bind_cases import ALL_CASES, BASE_PORT, Case
 from bind_support import run_emulated
+from ci_support import unavailable
 
 pytestmark = pytest.mark.kernel
 
