@@ -1,22 +1,23 @@
 """Read pcap and pcapng captures as a stream of records, in constant memory.
 
-pcapng blocks are read with Scapy's raw reader (``scapy.utils``
-RawPcapNgReader); Scapy's RawPcapReader opens a pcap file, whose records
-this module then reads itself, a megabyte at a time (the records are a
-plain sequence of 16-byte headers and data, and reading them here is four
-times as fast as one Scapy call per record).  This module adds the checks
-Scapy leaves out, so that a damaged file is reported instead of silently
-cut short:
+The containers are read by Scapy's raw readers (``scapy.utils``
+RawPcapReader for pcap, RawPcapNgReader for pcapng), one record at a time;
+this module never parses a record itself.  It adds the checks Scapy leaves
+out, so that a damaged file is reported instead of silently cut short:
 
 * the pcap link-type field is masked with 0xFFFF (its upper bits carry FCS
   information and reserved bits, which readers must ignore);
 * a pcap major version other than 2, a pcapng major version other than 1, a
   Section Header Block whose options run past the block, and the
   Kuznetzov-modified pcap magic are rejected at open;
-* a file that ends inside a record, a pcapng block whose two length fields
-  differ or are not a multiple of 4, and a packet block naming an interface
-  the file never described all stop the stream with :class:`CaptureError`,
-  after every complete record before them has been yielded.
+* a file that ends inside a record, a pcap record longer than
+  :data:`MAX_CAPLEN`, a read error (Scapy's pcap reader takes one for the
+  end of the file), a pcapng block whose two length fields differ or are
+  not a multiple of 4, and a packet block naming an interface the file
+  never described all stop the stream with :class:`CaptureError`, after
+  every complete record before them has been yielded.  For a pcap file
+  these checks compare where Scapy stopped in the file with what the
+  record header announced.
 
 Sources: the pcap format (draft-ietf-opsawg-pcap), the pcapng format
 (draft-ietf-opsawg-pcapng), libpcap's sf-pcap.c / sf-pcapng.c checks.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -92,8 +94,6 @@ class Capture:
         self.format = ""
         #: file size in bytes (None when unknown)
         self.size: int | None = None
-        #: pcap: bytes of the file parsed so far (the reader reads ahead)
-        self._parsed: int | None = None
         head = self._head()
         self._reader = self._open(head)
 
@@ -117,7 +117,9 @@ class Capture:
         if magic in _PCAP_MAGICS:
             self.format = "pcap"
             _check_pcap_header(self.path, head)
-            return _open_scapy(self.path, _pcap_reader_class())
+            reader = _open_scapy(self.path, _pcap_reader_class())
+            reader.f = _ReadErrors(reader.f)
+            return reader
         if magic == _PCAPNG_MAGIC:
             self.format = "pcapng"
             problem = shb_problem(head, 0)
@@ -135,8 +137,6 @@ class Capture:
     @property
     def offset(self) -> int:
         """Bytes of the (uncompressed) file read so far."""
-        if self._parsed is not None:
-            return self._parsed
         try:
             return self._reader.f.tell()
         except (OSError, ValueError):
@@ -157,41 +157,29 @@ class Capture:
         return self.records()
 
     def _pcap_records(self) -> Iterator[Record]:
-        """The pcap records after the file header, checked as libpcap checks them."""
+        """The pcap records after the file header, read by Scapy, checked as
+        libpcap checks them."""
         reader = self._reader
-        unpack = struct.Struct(reader.endian + "IIII").unpack_from
+        read = reader._read_packet  # Scapy's record reader; raises EOFError at the end
+        f = reader.f
         linktype = reader.linktype & 0xFFFF  # upper bits: FCS length and reserved bits
         scale = 1 if reader.nano else 1000
         new = tuple.__new__
-        chunk = _Chunk(self.path, reader.f)
-        self._parsed = chunk.base
-        buf, pos, n = b"", 0, 0
+        start = f.tell()  # of the record being read
+        n = 0
         while True:
-            if pos + 16 > len(buf):
-                buf, pos = chunk.refill(buf, pos, 16, n + 1)
-                if pos + 16 > len(buf):
-                    break
-            sec, frac, caplen, wirelen = unpack(buf, pos)
-            start = pos + 16
-            stop = start + caplen
-            if stop > len(buf) or caplen > MAX_CAPLEN:
-                where = f"record {n + 1} at byte {chunk.base + pos}"
-                if caplen > MAX_CAPLEN:
-                    raise CaptureError(self.path, where, _short_record(caplen, 0))
-                buf, pos = chunk.refill(buf, pos, 16 + caplen, n + 1)
-                start = pos + 16
-                stop = start + caplen
-                if stop > len(buf):
-                    raise CaptureError(self.path, where, _short_record(caplen, len(buf) - start))
+            try:
+                data, meta = read(MAX_CAPLEN)
+            except EOFError:
+                _pcap_end(self.path, f, n + 1, start)
+                return
+            caplen = meta.caplen
+            if caplen > MAX_CAPLEN or len(data) < caplen:
+                raise CaptureError(self.path, f"record {n + 1} at byte {start}", _short_record(caplen, len(data)))
             n += 1
-            ts_ns = sec * _NS + frac * scale
-            yield new(Record, (n, ts_ns, ts_ns / _NS, linktype, buf[start:stop], wirelen, 0))
-            pos = stop
-            self._parsed = chunk.base + pos
-        if pos < len(buf):
-            raise CaptureError(self.path, f"record {n + 1} at byte {chunk.base + pos}",
-                               f"file ends inside the record header ({len(buf) - pos} of 16 bytes)")
-
+            ts_ns = meta.sec * _NS + meta.usec * scale
+            yield new(Record, (n, ts_ns, ts_ns / _NS, linktype, data, meta.wirelen, 0))
+            start += 16 + caplen
 
     def close(self) -> None:
         """Close the file."""
@@ -207,34 +195,35 @@ class Capture:
         self.close()
 
 
-class _Chunk:
-    """Reads a file forward in large blocks; ``base`` is the file offset of the buffer's start."""
+class _ReadErrors:
+    """The file Scapy's pcap reader reads, keeping the error of a failed read
+    (Scapy logs it and stops as at the end of the file)."""
 
-    __slots__ = ("base", "path", "read")
+    __slots__ = ("close", "error", "f", "tell")
 
-    SIZE = 1 << 20
+    def __init__(self, f) -> None:  # type: ignore[no-untyped-def]
+        self.f = f
+        self.tell = f.tell
+        self.close = f.close
+        self.error: BaseException | None = None
 
-    def __init__(self, path: str, f) -> None:  # type: ignore[no-untyped-def]
-        self.path = path
-        self.read = f.read
-        self.base = f.tell()
-
-    def refill(self, buf: bytes, pos: int, need: int, record: int) -> tuple[bytes, int]:
-        """``(buffer, 0)``: the unread rest of ``buf`` from ``pos`` plus more of
-        the file, at least ``need`` bytes unless the file ends first."""
-        parts = [buf[pos:]]
-        have = len(parts[0])
-        self.base += pos
+    def read(self, size: int) -> bytes:
         try:
-            while have < need:
-                more = self.read(max(self.SIZE, need - have))
-                if not more:
-                    break
-                parts.append(more)
-                have += len(more)
-        except (OSError, EOFError, ValueError) as e:  # gzip and zlib errors included
-            raise CaptureError(self.path, f"record {record} at byte {self.base}", _os_reason(e)) from None
-        return b"".join(parts), 0
+            return self.f.read(size)
+        except (OSError, EOFError, ValueError, zlib.error) as e:  # gzip and zlib errors included
+            self.error = e
+            raise
+
+
+def _pcap_end(path: str, f: _ReadErrors, record: int, start: int) -> None:
+    """Scapy stopped reading at record ``record`` (file offset ``start``):
+    return at a clean end of file, raise CaptureError otherwise."""
+    where = f"record {record} at byte {start}"
+    if f.error is not None:
+        raise CaptureError(path, where, _os_reason(f.error))
+    got = f.tell() - start
+    if got:
+        raise CaptureError(path, where, f"file ends inside the record header ({got} of 16 bytes)")
 
 
 def read_capture(path: str | os.PathLike[str]) -> Iterator[Record]:

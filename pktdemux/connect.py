@@ -3,7 +3,9 @@
 A TCP connect() here yields an ESTABLISHED connection at once (a host file
 describes a snapshot; the handshake itself is not replayed) with unknown
 sequence numbers (``sock.tcb`` stays None; :mod:`pktdemux.tcp` learns them
-from the first segment).  A UDP connect() sets the peer.  In both cases a
+from the first segment).  With ``handshake=True`` it is the active open
+instead: the socket is SYN_SENT and its SYN is sent
+(:func:`pktdemux.tcp_synsent.start`).  A UDP connect() sets the peer.  In both cases a
 wildcard bound address becomes the source address routing picks for the
 peer (spec §4.2 "connect() changes the bound address"), and an unbound
 socket gets an ephemeral port (spec §8).
@@ -31,11 +33,16 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 
-def connect(kernel: Kernel, sock: Socket, addr: str | bytes, port: int) -> None:
+def connect(kernel: Kernel, sock: Socket, addr: str | bytes, port: int, *,
+            handshake: bool = False) -> tuple[bytes, ...]:
     """connect() ``sock`` to ``addr``:``port``.
 
     For an AF_INET6 socket an IPv4 ``addr`` is taken as its v4-mapped form
     (a dual-stack socket talking IPv4).
+
+    Returns:
+        The packets the kernel sends: with ``handshake`` (TCP), the SYN;
+        else none.
 
     Raises:
         SocketError: EISCONN (TCP socket already connected or listening),
@@ -55,9 +62,9 @@ def connect(kernel: Kernel, sock: Socket, addr: str | bytes, port: int) -> None:
     dst = _peer_in_family(sock, dst)
     src = _route(kernel, sock, dst)
     if sock.proto is Proto.TCP:
-        _connect_tcp(kernel, sock, src, dst, port)
-    else:
-        _connect_udp(kernel, sock, src, dst, port)
+        return _connect_tcp(kernel, sock, src, dst, port, handshake)
+    _connect_udp(kernel, sock, src, dst, port)
+    return ()
 
 
 def _peer_in_family(sock: Socket, dst: bytes) -> bytes:
@@ -88,7 +95,8 @@ def _route(kernel: Kernel, sock: Socket, dst: bytes) -> bytes:
     return src
 
 
-def _connect_tcp(kernel: Kernel, sock: Socket, src: bytes, dst: bytes, dport: int) -> None:
+def _connect_tcp(kernel: Kernel, sock: Socket, src: bytes, dst: bytes, dport: int,
+                 handshake: bool) -> tuple[bytes, ...]:
     """Source: net/ipv4/tcp_ipv4.c:tcp_v4_connect, inet_hashtables.c:inet_hash_connect."""
     local = src if sock.is_wildcard else sock.local_addr
     if sock.local_port == 0:
@@ -106,7 +114,16 @@ def _connect_tcp(kernel: Kernel, sock: Socket, src: bytes, dst: bytes, dport: in
     if autobind:
         kernel.sockets.append(sock)
         kernel.ports.connect_bound.add(sock)
+    if not handshake:
+        kernel.tcp.insert_established(sock)
+        return ()
+    from . import tcp_synsent
+
+    packet = tcp_synsent.start(kernel, sock)
     kernel.tcp.insert_established(sock)
+    if autobind:
+        kernel.tcp.own(sock)  # the port goes with the connection (tcp_set_state CLOSE: inet_put_port)
+    return (packet,)
 
 
 def _connect_udp(kernel: Kernel, sock: Socket, src: bytes, dst: bytes, dport: int) -> None:

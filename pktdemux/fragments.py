@@ -79,7 +79,6 @@ ICMPV6_HDR_INCOMP = 3
 _V6_PAYLOAD_LEN_FIELD = 4
 #: bytes of the upper-layer header a first IPv6 fragment must hold (ipv6frag_thdr_truncated)
 _V6_UPPER_HEADER = {6: 20, 17: 8, 58: 8}
-_V6_EXTENSIONS = (0, 43, 44, 51, 60)
 HANDLER4 = "ip defrag"
 HANDLER6 = "ip6 defrag"
 
@@ -411,22 +410,15 @@ def _reasm4(kernel: Kernel, q: FragQueue, last: IpPacket) -> Verdict | Reassembl
 
 def _v6_truncated(raw: bytes) -> bool:
     """ipv6frag_thdr_truncated: an offset-0 fragment that does not hold its
-    upper-layer header; False when the header chain itself is cut."""
-    proto, off, n = raw[6], 40, len(raw)
-    while proto in _V6_EXTENSIONS:
-        if off + 8 > n:
-            return False
-        nxt = raw[off]
-        if proto == 44:
-            if (raw[off + 2] << 8 | raw[off + 3]) & 0xFFF8:
-                return False
-            length = 8
-        elif proto == 51:
-            length = (raw[off + 1] + 2) << 2
-        else:
-            length = (raw[off + 1] + 1) << 3
-        proto, off = nxt, off + length
-    return off + _V6_UPPER_HEADER.get(proto, 1) > n
+    upper-layer header; False when the kernel cannot walk the header chain
+    (cut short, No Next Header) or it ends at a non-first fragment."""
+    from .ipv6 import skip_exthdr
+
+    found = skip_exthdr(raw)
+    if found is None or found[2] & 0xFFF8:
+        return False
+    proto, off, _ = found
+    return off + _V6_UPPER_HEADER.get(proto, 1) > len(raw)
 
 
 def defrag6(kernel: Kernel, pkt: IpPacket) -> Verdict | Reassembled:

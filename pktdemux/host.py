@@ -253,8 +253,10 @@ class HostSocket:
         self.host.kernel.connect(self.sock, addr, port)
 
     def close(self) -> None:
-        """close(): the socket leaves every table at once."""
-        self.host.kernel.close(self.sock)
+        """close(): a TCP connection whose sequence numbers are known sends
+        its FIN and lives on as an orphan (FIN_WAIT1, LAST_ACK... then
+        TIME_WAIT); any other socket leaves every table at once."""
+        self.host.kernel.close(self.sock, now=self.host.clock)
 
     def accept(self) -> HostSocket | None:
         """The oldest connection in the accept queue, or None when none is

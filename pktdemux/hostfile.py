@@ -22,6 +22,7 @@
     process = "nginx"            # owner as ``ss -p`` shows it, with pid and uid (0 = root)
     pid = 1234
     uid = 0
+    closed = 1388651877.38       # optional: the application close()s it at this capture time
 
 Three steps, each testable on its own: :func:`parse_host` (text →
 :class:`HostSpec`, via :mod:`tomllib` and :func:`host_from_dict`),
@@ -68,7 +69,7 @@ _TOML_POSITION = re.compile(r"\s*\(at (line \d+), column \d+\)|\s*\(at (end of d
 _TOP_KEYS = ("host", "sysctl", "sockets")
 _HOST_KEYS = ("addresses", "interface", "mtu")
 _SOCKET_KEYS = ("name", "label", "listen", "peer", "reuseport", "reuseaddr", "v6only",
-                "device", "process", "pid", "uid")
+                "device", "process", "pid", "uid", "closed")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +86,10 @@ class SocketSpec:
         reuseaddr, reuseport, v6only, device: SO_REUSEADDR, SO_REUSEPORT,
             IPV6_V6ONLY (None = ``net.ipv6.bindv6only``), SO_BINDTODEVICE.
         process, pid, uid: the owner.
+        closed: capture time (seconds since the epoch) at which the
+            application close()s the socket, else None: it lives through the
+            capture.  A host file cannot say when a socket was opened: one
+            with a close time exists from the start.
     """
 
     proto: Proto
@@ -101,6 +106,7 @@ class SocketSpec:
     process: str | None = None
     pid: int | None = None
     uid: int = 0
+    closed: float | None = None
 
     @property
     def label(self) -> str:
@@ -280,6 +286,7 @@ def _socket(entry: Any, where: str) -> SocketSpec:
         process=_optional(entry, "process", where, _text),
         pid=_optional(entry, "pid", where, lambda v, w: _integer(v, w, 0, 2**22)),
         uid=_integer(entry.get("uid", 0), f"{where}.uid", 0, 2**32 - 2),
+        closed=_optional(entry, "closed", where, _time),
     )
     if spec.listen is not None and spec.peer is not None:
         raise _Invalid(f"{where}.peer", "a LISTEN socket has no peer: give listen or peer, not both")
@@ -340,6 +347,12 @@ def _integer(value: Any, where: str, low: int, high: int) -> int:
     return value
 
 
+def _time(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2**63:
+        raise _Invalid(where, f"must be a capture time in seconds since the epoch, not {value!r}")
+    return float(value)
+
+
 def _text(value: Any, where: str, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or not (value or allow_empty):
         raise _Invalid(where, f"must be a non-empty string, not {value!r}")
@@ -382,6 +395,8 @@ def _socket_dict(spec: SocketSpec) -> dict[str, Any]:
     entry.update({k: v for k, v in (("reuseaddr", spec.reuseaddr), ("reuseport", spec.reuseport)) if v})
     if spec.uid:
         entry["uid"] = spec.uid
+    if spec.closed is not None:
+        entry["closed"] = spec.closed
     return entry
 
 
@@ -397,7 +412,10 @@ def build_kernel(spec: HostSpec, seed: int = 0) -> Kernel:
     whose wildcard address becomes the route's source address (spec §4.2).
     Each socket is named after ``name``, else its label as written.  Port 0
     in a label is bind(port 0), so even a socket with a peer gets an odd
-    port (spec §8.2), as after an explicit bind(0) on Linux.
+    port (spec §8.2), as after an explicit bind(0) on Linux.  A socket with
+    a ``closed`` time gets a timer that close()s it then (:meth:`Kernel.close
+    <pktdemux.kernel.Kernel.close>`; its row in a replay is a ``"close"``
+    timer row).
 
     Args:
         seed: seeds the kernel's random draws (:mod:`pktdemux.entropy`),
@@ -426,7 +444,18 @@ def build_kernel(spec: HostSpec, seed: int = 0) -> Kernel:
         except SocketError as err:
             rule = f", {err.rule}" if err.rule else ""
             raise HostFileError(spec.path, position, f"{step}: {_errname(err)}: {err.detail}{rule}") from None
+        if entry.closed is not None:
+            _close_at(kernel, sock, entry.closed)
     return kernel
+
+
+def _close_at(kernel: Kernel, sock: Socket, when: float) -> None:
+    """Arm the application's close() of ``sock`` at capture time ``when``."""
+    def close(now: float) -> list[bytes]:
+        # What close() sends (a connection's FIN) is the timer row's output.
+        return list(kernel.close(sock))
+
+    kernel.timers.arm(when, "close", close)
 
 
 def _errname(err: SocketError) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from . import ip_options
+from . import ip_options, tcp_err
 from .dropreason import DropReason
 from .icmp_ratelimit import IcmpRateLimiter, icmpv4_limited, icmpv6_limited, jiffies
 from .packet import IpPacket, RouteType
@@ -161,7 +161,7 @@ def send_error4(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
         limit, no room for a quote.
     """
     what = f"ICMP {type_}/{code}"
-    if pkt.route is not RouteType.LOCAL:
+    if pkt.route is not RouteType.LOCAL and pkt.route is not RouteType.UNREACHABLE:
         return _not_sent(kernel, what, f"the destination is {pkt.route.value}", "__icmp_send; spec §5.1")
     if pkt.frag_offset:
         return _not_sent(kernel, what, "the packet is a non-first fragment", "__icmp_send; spec §5.1")
@@ -178,8 +178,11 @@ def send_error4(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
     if not ok:
         return _not_sent(kernel, what, "the global ICMP rate limit (icmp_msgs_per_sec) is spent",
                          "icmp_global_allow; spec §5.4")
-    src, dst = pkt.dst, pkt.src
     routing = kernel.routing
+    dst = pkt.src
+    src = pkt.dst
+    if pkt.route is RouteType.UNREACHABLE:  # not RTCF_LOCAL: the source of the route back (saddr 0)
+        src = routing.source_address(dst, routing.output_device(dst, pkt.device)) or pkt.dst
     opts = ip_options.echo_options(raw, pkt.parsed_options, src, lambda a: not routing.is_local(a), kernel.now)
     if opts is None:
         return _not_sent(kernel, what, "the options cannot be echoed", "__ip_options_echo")
@@ -267,12 +270,17 @@ def _flow_label(kernel: Kernel, src: bytes, dst: bytes) -> int:
 
 def _ineligible6(raw: bytes) -> bool:
     """is_ineligible: the offending packet is an ICMPv6 error, or its ICMPv6
-    type is cut off (net/ipv6/icmp.c)."""
+    type is cut off in a packet that is no fragment (the M flag counts, RFC
+    8200 §4.5); a header chain the kernel cannot walk (cut short, No Next
+    Header) and a non-first fragment are eligible (net/ipv6/icmp.c)."""
     from .ipv6 import skip_exthdr
 
     if len(raw) < 40:
         return True
-    proto, offset, frag_off = skip_exthdr(raw)
+    found = skip_exthdr(raw)
+    if found is None:
+        return False
+    proto, offset, frag_off = found
     if proto != PROTO_ICMPV6:
         return False
     if offset >= len(raw):
@@ -330,6 +338,9 @@ def _receive4(kernel: Kernel, pkt: IpPacket) -> Verdict:
     if type_ in _ICMP_ERRORS:
         if len(msg) < 8 + 20:
             return drop(DropReason.PKT_TOO_SMALL, "ICMP error quoting less than an IP header", handler="icmp error")
+        tcp = tcp_err.receive_error(kernel, 4, type_, msg[1], bytes(msg[8:]))
+        if tcp is not None:
+            return tcp
         return deliver((), f"ICMP error {type_}/{msg[1]} about a packet of this host, consumed by the kernel",
                        handler="icmp error")
     return deliver((), f"ICMP type {type_} consumed without reply", handler="icmp discard")
@@ -417,6 +428,9 @@ def _message6(kernel: Kernel, pkt: IpPacket, msg: bytes) -> Verdict:
     if type_ in _MLD_TYPES:
         return deliver((), f"MLD type {type_} consumed (not modelled: no answer)", handler="icmpv6 mld")
     if type_ < 128:
+        tcp = tcp_err.receive_error(kernel, 6, type_, msg[1], bytes(msg[8:]))
+        if tcp is not None:
+            return tcp
         return deliver((), f"ICMPv6 error {type_}/{msg[1]} about a packet of this host, consumed by the kernel",
                        handler="icmpv6 error")
     return deliver((), f"ICMPv6 type {type_} consumed without reply", handler="icmpv6 discard")

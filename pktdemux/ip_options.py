@@ -24,6 +24,7 @@ IPOPT_NOOP = 1
 IPOPT_RR = 7
 IPOPT_TIMESTAMP = 68
 IPOPT_LSRR = 131
+IPOPT_CIPSO = 134
 IPOPT_SSRR = 137
 IPOPT_RA = 148
 
@@ -46,15 +47,21 @@ class Ipv4Options:
     ts_needtime: bool = False
     srr: int = 0
     router_alert: int = 0
+    cipso: int = 0
 
 
 class OptionError(ValueError):
     """A malformed option; ``pointer`` is the offset of the bad octet from
-    the start of the IP header, for ICMP Parameter Problem (12/0)."""
+    the start of the IP header, for ICMP Parameter Problem (12/0).
+    ``options`` is what was compiled before the bad option (set by
+    :func:`compile_received`): the 12/0 echoes that Record Route /
+    Timestamp state, as __icmp_send echoes the skb's partly filled
+    IPCB(skb)->opt."""
 
     def __init__(self, pointer: int, why: str) -> None:
         super().__init__(why)
         self.pointer = pointer
+        self.options: Ipv4Options | None = None
 
 
 def ms_since_midnight(now: float) -> int:
@@ -84,6 +91,15 @@ def compile_received(header: bytearray, local_addr: bytes, is_unicast_remote, no
             __ip_options_compile, which then sends ICMP 12/0).
     """
     opt = Ipv4Options()
+    try:
+        _compile(header, opt, local_addr, is_unicast_remote, now)
+    except OptionError as err:
+        err.options = opt
+        raise
+    return opt
+
+
+def _compile(header: bytearray, opt: Ipv4Options, local_addr: bytes, is_unicast_remote, now: float) -> None:
     end = len(header)
     i = 20
     while i < end:
@@ -111,9 +127,17 @@ def compile_received(header: bytearray, local_addr: bytes, is_unicast_remote, no
                 raise OptionError(i + 1, "router alert shorter than 4 bytes")
             if header[i + 2] == 0 and header[i + 3] == 0:
                 opt.router_alert = i
-        # other options (security, stream id, CIPSO, unknown) are accepted on receive
+        elif kind == IPOPT_CIPSO:
+            # cipso_v4_validate: no CIPSO DOI is configured (netlabel's
+            # default), so the option fails at its length when shorter than
+            # 8 bytes, else at its DOI; it is recorded first, so the 12/0
+            # echoes it
+            if opt.cipso:
+                raise OptionError(i, "second CIPSO option")
+            opt.cipso = i
+            raise OptionError(i + (1 if optlen < 8 else 2), "CIPSO option with an unknown DOI")
+        # other options (security, stream id, unknown) are accepted on receive
         i += optlen
-    return opt
 
 
 def _source_route(header: bytearray, i: int, optlen: int, opt: Ipv4Options) -> None:
@@ -188,8 +212,9 @@ def echo_options(header: bytes, opt: Ipv4Options | None, reply_src: bytes,
     """The options of a reply to a packet with ``header`` (already compiled).
 
     Record Route and Timestamp are copied; when the sender still has room it
-    adds its address / time (__ip_options_echo, ip_options_build).  Source
-    routes are not echoed (such packets are dropped while
+    adds its address / time (__ip_options_echo, ip_options_build).  A CIPSO
+    option (recorded only on the way to a 12/0 about it) is copied as it is.
+    Source routes are not echoed (such packets are dropped while
     accept_source_route=0).  The result is padded with END to a multiple of
     4 bytes.
 
@@ -197,7 +222,7 @@ def echo_options(header: bytes, opt: Ipv4Options | None, reply_src: bytes,
         The option bytes (b"" when nothing is echoed), or None when the
         kernel refuses to echo (a slot past the option: -EINVAL, so no reply).
     """
-    if opt is None or not (opt.rr or opt.ts):
+    if opt is None or not (opt.rr or opt.ts or opt.cipso):
         return b""
     out = bytearray()
     fills: list[tuple[int, bytes]] = []
@@ -235,6 +260,8 @@ def echo_options(header: bytes, opt: Ipv4Options | None, reply_src: bytes,
             out[start + 2] = ptr
     for offset, value in fills:
         out[offset:offset + 4] = value
+    if opt.cipso:
+        out += header[opt.cipso:opt.cipso + header[opt.cipso + 1]]
     while len(out) & 3:
         out.append(IPOPT_END)
     return bytes(out)

@@ -48,6 +48,8 @@ _INTEGERS = {
     "tcp_invalid_ratelimit": "net.ipv4.tcp_invalid_ratelimit",
     "tcp_reflect_tos": "net.ipv4.tcp_reflect_tos",
     "tcp_synack_retries": "net.ipv4.tcp_synack_retries",
+    "tcp_syn_retries": "net.ipv4.tcp_syn_retries",
+    "tcp_syn_linear_timeouts": "net.ipv4.tcp_syn_linear_timeouts",
 }
 _TUPLES = {
     "tcp_rmem": "net.ipv4.tcp_rmem",
@@ -96,6 +98,8 @@ class IpSysctls:
     tcp_invalid_ratelimit: int
     tcp_reflect_tos: int
     tcp_synack_retries: int
+    tcp_syn_retries: int
+    tcp_syn_linear_timeouts: int
     tcp_rmem: tuple[int, ...]
 
     def __init__(self, sysctls: Sysctls) -> None:

@@ -80,11 +80,17 @@ def receive(kernel: Kernel, packet: bytes, device: str) -> Verdict:
     route, reason, note = kernel.routing.classify4(
         src, dst, device, proto, route_localnet=conf.route_localnet, accept_local=conf.accept_local)
     if route is None:
-        # (for an unreachable destination the kernel would still parse the
-        # options before ip_error drops it; not modelled)
         if trace is not None:
             trace.append(f"input route: {note}: drop {reason.value if reason else 'NOT_SPECIFIED'} "
                          "(ip_route_input_slow; spec §1.1.1)")
+        if reason is DropReason.IP_INADDRERRORS and ihl > 20:
+            # an RTN_UNREACHABLE route (ip_error as its input) still has its
+            # options compiled first: a malformed one gets ICMP 12/0
+            unreachable = IpPacket(4, src, dst, proto, tos, ttl, 0, ident, raw, ihl, b"", RouteType.UNREACHABLE,
+                                   device, frag_offset=(frag & _OFFSET) << 3)
+            verdict = _options(kernel, unreachable)
+            if verdict is not None:
+                return verdict
         return drop(reason or DropReason.NOT_SPECIFIED, note, handler="ip route")
     if trace is not None:
         trace.append(f"input route: {format_addr(dst)} is a {route.value} destination "
@@ -122,6 +128,8 @@ def _options(kernel: Kernel, pkt: IpPacket) -> Verdict | None:
         parsed = ip_options.compile_received(header, local, lambda a: not routing.is_local(a), kernel.now)
     except ip_options.OptionError as err:
         pkt.raw = bytes(header) + pkt.raw[pkt.l4_offset:]
+        pkt.options = bytes(header[20:])
+        pkt.parsed_options = err.options  # the 12/0 echoes what was compiled before the error
         if kernel.trace is not None:
             kernel.trace.append(f"IP options: malformed option at byte {err.pointer} ({err}): "
                                 "ICMP parameter problem, drop IP_INHDR (ip_options_compile, ip_rcv_options)")

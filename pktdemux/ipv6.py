@@ -2,9 +2,9 @@
 
 Follows net/ipv6/ip6_input.c (ip6_rcv_core, ip6_protocol_deliver_rcu) and
 net/ipv6/exthdrs.c (hop-by-hop / destination options TLVs, routing header),
-spec §1.2.  Fragments are not reassembled yet: a fragment stops at
-:func:`reassemble`; an atomic fragment (offset 0, M clear, RFC 6946) is
-processed as a whole datagram as the kernel does.
+spec §1.2.  Fragments go to :func:`reassemble` (:mod:`pktdemux.fragments`);
+an atomic fragment (offset 0, M clear, RFC 6946) is processed as a whole
+datagram as the kernel does.
 """
 
 from __future__ import annotations
@@ -42,8 +42,14 @@ _NEXTHDR_NAMES = {
 
 _TLV_PAD1 = 0
 _TLV_PADN = 1
+_HOP_RA = 0x05
+_HOP_CALIPSO = 0x07
+_HOP_IOAM = 0x31
+_HOP_JUMBO = 0xC2
 #: hop-by-hop options the kernel knows: router alert, CALIPSO, IOAM, jumbo payload
-_KNOWN_HOP_OPTIONS = frozenset((0x05, 0x07, 0x31, 0xC2))
+_KNOWN_HOP_OPTIONS = frozenset((_HOP_RA, _HOP_CALIPSO, _HOP_IOAM, _HOP_JUMBO))
+#: segment routing (SRv6) and RPL routing headers: dropped while seg6_enabled / rpl_seg_enabled are 0
+_RH_DISABLED = (3, 4)
 #: what the two high bits of an unknown option's type ask for (RFC 8200 §4.2)
 _OPTION_ACTIONS = ("skip it", "discard", "discard, ICMPv6 parameter problem",
                    "discard, ICMPv6 parameter problem unless multicast")
@@ -122,8 +128,12 @@ def _drop(kernel: Kernel, reason: DropReason, note: str) -> Verdict:
     return drop(reason, note)
 
 
-def _deliver(kernel: Kernel, pkt: IpPacket) -> Verdict:
-    """ip6_protocol_deliver_rcu: walk the extension headers to the transport."""
+def _deliver(kernel: Kernel, pkt: IpPacket, *, fragmented: bool = False) -> Verdict:
+    """ip6_protocol_deliver_rcu: walk the extension headers to the transport.
+
+    ``fragmented`` is IP6SKB_FRAGMENTED: the datagram was reassembled (or
+    passed an atomic fragment header), so a further fragment header is an
+    error."""
     while True:
         proto = pkt.proto
         if kernel.trace is not None:
@@ -140,7 +150,8 @@ def _deliver(kernel: Kernel, pkt: IpPacket) -> Verdict:
         elif proto == NEXTHDR_ROUTING:
             verdict = _routing_header(kernel, pkt)
         elif proto == NEXTHDR_FRAGMENT:
-            verdict = _fragment_header(kernel, pkt)
+            verdict = _fragment_header(kernel, pkt, fragmented)
+            fragmented = True
         elif proto == NEXTHDR_NONE:
             return drop(DropReason.NOT_SPECIFIED, "No Next Header: nothing to deliver", handler="ip6 nodata")
         else:
@@ -191,10 +202,12 @@ def _options_header(kernel: Kernel, pkt: IpPacket, *, hop_by_hop: bool) -> Verdi
             count += 1
             if count > _MAX_TLV_COUNT:
                 return drop(DropReason.IP_INHDR, "too many options")
-            if not (hop_by_hop and kind in _KNOWN_HOP_OPTIONS):
+            if hop_by_hop and kind in _KNOWN_HOP_OPTIONS:
+                verdict = _known_hop_option(kernel, pkt, kind, off)
+            else:
                 verdict = _unknown_option(kernel, pkt, kind, off)
-                if verdict is not None:
-                    return verdict
+            if verdict is not None:
+                return verdict
             padlen = 0
         off += optlen
     if kernel.trace is not None:
@@ -202,6 +215,45 @@ def _options_header(kernel: Kernel, pkt: IpPacket, *, hop_by_hop: bool) -> Verdi
                             f"{count} option(s) other than padding, accepted (ip6_parse_tlv; RFC 8200 §4.2)")
     _advance(pkt, end - start)
     return None
+
+
+def _known_hop_option(kernel: Kernel, pkt: IpPacket, kind: int, off: int) -> Verdict | None:
+    """The checks of ipv6_hop_ra, ipv6_hop_jumbo, ipv6_hop_ioam and
+    ipv6_hop_calipso (net/ipv6/exthdrs.c); None when the packet goes on.
+
+    * Router Alert: its data must be 2 bytes, else a silent drop.
+    * Jumbo Payload: 4 bytes at an offset of 4n + 2, else a silent drop;
+      a length of at most 65535 gets ICMPv6 4/0 pointing at it, a non-zero
+      IPv6 payload length 4/0 pointing at the option (RFC 2675 §3).
+    * IOAM: not 4n-aligned is a silent drop; otherwise ignored
+      (net.ipv6.conf.*.ioam6_enabled is 0).
+    * CALIPSO: shorter than 8 bytes, a compartment bitmap past the option,
+      or (always here: no CALIPSO DOI is configured, calipso_validate)
+      an unknown DOI: a silent drop.
+    """
+    raw = pkt.raw
+    length = raw[off + 1]
+    why = None
+    if kind == _HOP_RA:
+        if length != 2:
+            why = f"router alert option of {length} bytes (ipv6_hop_ra)"
+    elif kind == _HOP_IOAM:
+        if off & 3:
+            why = "IOAM option not 4n-aligned (ipv6_hop_ioam)"
+    elif kind == _HOP_CALIPSO:
+        why = "CALIPSO option without a configured DOI (ipv6_hop_calipso, calipso_validate)"
+    elif length != 4 or off & 3 != 2:
+        why = f"jumbo payload option of {length} bytes at offset {off} (ipv6_hop_jumbo)"
+    else:
+        jumbo_len = int.from_bytes(raw[off + 2:off + 6], "big")
+        pointer = off + 2 if jumbo_len <= 0xFFFF else off
+        reply = icmp.send_error6(kernel, pkt, icmp.ICMPV6_PARAMPROB, icmp.ICMPV6_HDR_FIELD, pointer)
+        what = f"jumbo length {jumbo_len}" if pointer != off else "jumbo option with a non-zero payload length"
+        return drop(DropReason.IP_INHDR, f"{what}: ICMPv6 4/0 pointer {pointer} (ipv6_hop_jumbo; RFC 2675)",
+                    replies=icmp.replies(reply), handler="ip6 options")
+    if why is None:
+        return None
+    return drop(DropReason.IP_INHDR, why, handler="ip6 options")
 
 
 def _unknown_option(kernel: Kernel, pkt: IpPacket, kind: int, off: int) -> Verdict | None:
@@ -221,28 +273,49 @@ def _unknown_option(kernel: Kernel, pkt: IpPacket, kind: int, off: int) -> Verdi
 
 
 def _routing_header(kernel: Kernel, pkt: IpPacket) -> Verdict | None:
-    """ipv6_rthdr_rcv: with segments left 0 the header is skipped; otherwise
-    (this host is no router) type 0 and unknown types get ICMPv6 4/0 pointing
-    at the routing type, segment routing types are dropped (seg6/rpl off)."""
+    """ipv6_rthdr_rcv: a multicast destination is dropped; segment routing
+    types 3 (RPL) and 4 (SRv6) are dropped whatever their segments left
+    (ipv6_rpl_srh_rcv / ipv6_srh_rcv run first, and rpl_seg_enabled /
+    seg6_enabled are 0); otherwise with segments left 0 the header is
+    skipped, and with more (this host is no router) type 0 and unknown
+    types get ICMPv6 4/0 pointing at the routing type."""
     raw, start = pkt.raw, pkt.l4_offset
     if start + 8 > len(raw) or start + ((raw[start + 1] + 1) << 3) > len(raw):
         return drop(DropReason.IPV6_BAD_EXTHDR, "routing header beyond the packet")
     length = (raw[start + 1] + 1) << 3
     rh_type, segments_left = raw[start + 2], raw[start + 3]
+    if pkt.dst[0] == 0xFF:
+        return drop(DropReason.NOT_SPECIFIED, "routing header on a multicast destination (InAddrErrors)",
+                    handler="ip6 routing header")
+    if rh_type in _RH_DISABLED:
+        return drop(DropReason.NOT_SPECIFIED, f"routing header type {rh_type} while "
+                    f"{'seg6_enabled' if rh_type == 4 else 'rpl_seg_enabled'} is 0", handler="ip6 routing header")
     if segments_left == 0:
         _advance(pkt, length)
         return None
-    if rh_type in (3, 4):
-        return drop(DropReason.IPV6_BAD_EXTHDR, f"routing header type {rh_type} while disabled")
     reply = icmp.send_error6(kernel, pkt, icmp.ICMPV6_PARAMPROB, icmp.ICMPV6_HDR_FIELD, start + 2)
     return drop(DropReason.IPV6_BAD_EXTHDR, f"routing header type {rh_type} with {segments_left} segments left",
                 replies=icmp.replies(reply), handler="ip6 routing header")
 
 
-def _fragment_header(kernel: Kernel, pkt: IpPacket) -> Verdict | None:
+def _fragment_header(kernel: Kernel, pkt: IpPacket, fragmented: bool = False) -> Verdict | None:
+    """ipv6_frag_rcv up to the queue: ICMPv6 4/0 pointing at the fragment
+    header when the datagram was already reassembled or passed an atomic
+    fragment header (IP6SKB_FRAGMENTED), when the payload length is 0, or
+    when the header runs past the packet (its fail_hdr path); an atomic
+    fragment is skipped; anything else goes to reassembly."""
     raw, start = pkt.raw, pkt.l4_offset
-    if start + 8 > len(raw):
-        return drop(DropReason.IPV6_BAD_EXTHDR, "fragment header beyond the packet")
+    why = None
+    if fragmented:
+        why = "a second fragment header (IP6SKB_FRAGMENTED)"
+    elif raw[4:6] == b"\0\0":
+        why = "fragment header with payload length 0"
+    elif start + 8 > len(raw):
+        why = "fragment header beyond the packet"
+    if why is not None:
+        reply = icmp.send_error6(kernel, pkt, icmp.ICMPV6_PARAMPROB, icmp.ICMPV6_HDR_FIELD, start)
+        return drop(DropReason.IP_INHDR, f"{why}: ICMPv6 4/0 pointer {start} (ipv6_frag_rcv)",
+                    replies=icmp.replies(reply), handler="ip6 defrag")
     frag = raw[start + 2] << 8 | raw[start + 3]
     if frag & 0xFFF9 == 0:
         # atomic fragment (RFC 6946): ipv6_frag_rcv skips the header
@@ -265,27 +338,32 @@ def reassemble(kernel: Kernel, pkt: IpPacket) -> Verdict:
     result = defrag6(kernel, pkt)
     if isinstance(result, Verdict):
         return result
-    return result.annotate(_deliver(kernel, result.datagram))
+    return result.annotate(_deliver(kernel, result.datagram, fragmented=True))
 
 
-def skip_exthdr(raw: bytes) -> tuple[int, int, int]:
-    """ipv6_skip_exthdr over a whole packet: (next header, its offset, fragment offset).
+def skip_exthdr(raw: bytes) -> tuple[int, int, int] | None:
+    """ipv6_skip_exthdr over a whole packet, from the fixed header:
+    (next header, its offset, the last fragment header's frag_off field).
 
-    Skips hop-by-hop, routing, destination options, AH and the fragment
-    header (stopping after a non-first fragment's header).  Returns the
-    offset past the end of ``raw`` when a header is cut short.
+    Skips hop-by-hop, routing, destination options, AH and fragment headers.
+    At a non-first fragment it stops *on* the fragment header: next header
+    44 at that header's offset, as the kernel does.  None (the kernel's -1)
+    for No Next Header in the chain or a header cut short.  The frag_off
+    field is the raw 16 bits (offset, M flag and reserved bits).
     """
     proto, off, frag_off = raw[6], 40, 0
     n = len(raw)
-    while proto in (NEXTHDR_HOP, NEXTHDR_ROUTING, NEXTHDR_FRAGMENT, NEXTHDR_AUTH, NEXTHDR_DEST):
-        if off + 8 > n:
-            return proto, n, frag_off
+    while proto in (NEXTHDR_HOP, NEXTHDR_ROUTING, NEXTHDR_FRAGMENT, NEXTHDR_AUTH, NEXTHDR_DEST, NEXTHDR_NONE):
+        if proto == NEXTHDR_NONE or off + 2 > n:
+            return None
         nxt = raw[off]
         if proto == NEXTHDR_FRAGMENT:
-            frag_off = (raw[off + 2] << 8 | raw[off + 3]) & 0xFFF8
+            if off + 4 > n:
+                return None
+            frag_off = raw[off + 2] << 8 | raw[off + 3]
+            if frag_off & 0xFFF8:
+                return proto, off, frag_off
             length = 8
-            if frag_off:
-                return nxt, off + 8, frag_off
         elif proto == NEXTHDR_AUTH:
             length = (raw[off + 1] + 2) << 2
         else:

@@ -307,12 +307,64 @@ class Kernel:
         from . import bind
         bind.listen(self, sock, backlog)
 
-    def connect(self, sock: Socket, addr: str | bytes, port: int) -> None:
-        """connect(): an ESTABLISHED TCP connection or a connected UDP socket (:func:`pktdemux.connect.connect`)."""
-        from . import connect
-        connect.connect(self, sock, addr, port)
+    def connect(self, sock: Socket, addr: str | bytes, port: int, *, handshake: bool = False,
+                now: float | None = None) -> tuple[bytes, ...]:
+        """connect(): an ESTABLISHED TCP connection or a connected UDP socket
+        (:func:`pktdemux.connect.connect`).
 
-    def close(self, sock: Socket) -> None:
-        """close(): the socket leaves every table (:func:`pktdemux.bind.close`)."""
-        from . import bind
-        bind.close(self, sock)
+        With ``handshake`` (TCP), the active open instead: the socket is
+        SYN_SENT and its SYN is returned (also recorded as sent, and
+        retransmitted by a timer until answered; :mod:`pktdemux.tcp_synsent`).
+        ``now`` is when the application calls (seconds since the epoch;
+        timers due before it fire first); None keeps :attr:`now`.
+        """
+        from . import connect
+        self._call_at(now)
+        sent = connect.connect(self, sock, addr, port, handshake=handshake)
+        if sent:
+            self._sent.record(sent, self.now)
+        return sent
+
+    def close(self, sock: Socket, *, now: float | None = None) -> tuple[bytes, ...]:
+        """close(); returns the packets the kernel sends.
+
+        A TCP connection whose sequence numbers are known closes in order
+        (tcp_close): from ESTABLISHED a FIN and FIN_WAIT1, from CLOSE_WAIT a
+        FIN and LAST_ACK; the connection stays in the tables (an orphan)
+        until its last state ends.  Any other socket leaves every table at
+        once (:func:`pktdemux.bind.close`), a SYN_SENT one silently.
+        ``now`` as for :meth:`connect`.
+        """
+        from . import bind, tcp_conn
+        self._call_at(now)
+        sent = tcp_conn.close(self, sock) if sock.proto is Proto.TCP else None
+        if sent is None:
+            bind.close(self, sock)
+            return ()
+        self._sent.record(sent, self.now)
+        return sent
+
+    def shutdown_write(self, sock: Socket, *, now: float | None = None) -> tuple[bytes, ...]:
+        """shutdown(SHUT_WR) of a TCP connection whose sequence numbers are
+        known: the FIN, as :meth:`close` sends it, but the socket stays the
+        application's (it still receives; FIN_WAIT2 does not time out).
+        Returns the packets sent (none when there is nothing to shut).
+        ``now`` as for :meth:`connect`.
+        """
+        from . import tcp_conn
+        self._call_at(now)
+        sent = tcp_conn.shutdown_write(self, sock)
+        if sent:
+            self._sent.record(sent, self.now)
+        return sent
+
+    def so_error(self, sock: Socket) -> int:
+        """getsockopt(SO_ERROR): the pending error (an errno value, 0 for
+        none), which reading clears (sock_getsockopt: sock_error)."""
+        error, sock.so_error = sock.so_error, 0
+        return error
+
+    def _call_at(self, now: float | None) -> None:
+        if now is not None:
+            self.advance(now)
+            self.now = max(self.now, now)

@@ -18,6 +18,9 @@ class RouteType(enum.Enum):
     LOCAL = "local"          #: one of the host's own addresses (RTN_LOCAL)
     BROADCAST = "broadcast"  #: subnet or limited broadcast (RTN_BROADCAST / RTCF_BROADCAST)
     MULTICAST = "multicast"  #: a joined multicast group (RTCF_MULTICAST)
+    #: not local and forwarding is off (RTN_UNREACHABLE, input ip_error): only
+    #: the IPv4 options are processed, and a malformed one answered
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(slots=True)

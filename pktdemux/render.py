@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .wire import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, format_addr
+from .wire import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    format_addr,
+    ip_datagram,
+)
 
 _TCP_FLAGS = ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK"),
               (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"))
@@ -99,17 +106,6 @@ def _transport(proto: int, seg: bytes, v6: bool) -> tuple[int | None, int | None
     return None, None, ""
 
 
-def _datagram(ip: bytes, v6: bool) -> bytes:
-    """``ip`` cut to the length its header gives (IPv4 total length, IPv6
-    40 + payload length): what follows is link padding or an FCS, not payload.
-    A length the bytes cannot hold, or an IPv6 payload length of 0 (jumbogram),
-    leaves ``ip`` as it is."""
-    length = 40 + ((ip[4] << 8) | ip[5]) if v6 else (ip[2] << 8) | ip[3]
-    if (v6 and length == 40) or length > len(ip) or (not v6 and length < (ip[0] & 15) * 4):
-        return ip
-    return ip[:length]
-
-
 def summarize(ip: bytes) -> Summary:
     """The table fields of an IP packet (from its IP header)."""
     version = ip[0] >> 4 if ip else 0
@@ -117,7 +113,7 @@ def summarize(ip: bytes) -> Summary:
     if version not in (4, 6) or len(ip) < (40 if v6 else 20):
         return Summary("", "", f"IPv{version}" if ip else "", f"{len(ip)} bytes, header unreadable")
     src, dst = (ip[8:24], ip[24:40]) if v6 else (ip[12:16], ip[16:20])
-    ip = _datagram(ip, v6)
+    ip = ip_datagram(ip)
     proto, off, first, note = _l4(ip) or (0, len(ip), False, "")
     name = _PROTO_NAMES.get(proto, str(proto))
     sport = dport = None

@@ -16,7 +16,10 @@ direction decided from the host's addresses (:mod:`pktdemux.direction`), then:
 
 Time passes with the capture: before each record the kernel is advanced to
 its time (:meth:`pktdemux.kernel.Kernel.advance`), and once more to the last
-record's time at the end; what the timers did (SYN-ACK retransmissions,
+record's time at the end.  A record stamped later than the record after it
+(a capture clock glitch, e.g. one stamp decades ahead) runs at the next
+record's time instead, so that one bad stamp does not expire every timer;
+what the timers did (SYN-ACK retransmissions,
 reassembly timeouts, :class:`pktdemux.timers.Fired`) comes out as rows of
 their own, direction ``"timer"``, in time order, before the record that let
 the time pass: the packets sent are the row's ``replies``, the timer's name
@@ -94,7 +97,8 @@ class Result:
         transmission: for "out" packets, what the emulation made of it; None
             when the kernel has no ``transmit`` or the packet could not run.
         note: one line for humans when no verdict or transmission says it;
-            a timer row's timer name (``"reqsk_timer"``, ``"ip_expire"``).
+            a timer row's timer name (``"reqsk_timer"``, ``"ip_expire"``,
+            ``"close"`` for a host-file socket's close time).
         looped: True for a packet the host sent to itself.
         sent: a timer row's packets (IP packets, in send order).
     """
@@ -241,21 +245,47 @@ class Replay:
             return
         output = getattr(self.kernel, "timer_output", None)
         last = None
-        for record in records:
-            last = record.time
-            advance(last)
-            if output:
-                for result in self._timer_rows():
-                    add(result)
-                    yield result
-            result = step(record)
-            add(result)
-            yield result
+        pending: RecordLike | None = None
+        source = iter(records)
+        while True:
+            try:
+                upcoming: RecordLike | None = next(source, None)
+            except Exception:
+                if pending is not None:  # what was read before the capture broke keeps its result
+                    yield from self._timed_step(pending, pending.time)
+                raise
+            if pending is not None:
+                # A record stamped later than the next one is a clock glitch of
+                # the capture (one stamp decades ahead): its packet runs at the
+                # next record's time, so that the kernel's clock does not leap.
+                last = pending.time if upcoming is None or pending.time <= upcoming.time else upcoming.time
+                advance(last)
+                if output:
+                    for result in self._timer_rows():
+                        add(result)
+                        yield result
+                result = step(pending, last)
+                add(result)
+                yield result
+            if upcoming is None:
+                break
+            pending = upcoming
         if last is not None:
             advance(last)
         for result in self._timer_rows():
             add(result)
             yield result
+
+    def _timed_step(self, record: RecordLike, now: float) -> Iterator[Result]:
+        """Advance the kernel to ``now``, then the timer rows and the record's row."""
+        assert self._advance is not None
+        self._advance(now)
+        for result in self._timer_rows():
+            self.totals.add(result)
+            yield result
+        result = self._step(record, now)
+        self.totals.add(result)
+        yield result
 
     def _timer_rows(self) -> list[Result]:
         drain = getattr(self.kernel, "drain_timer_output", None)
@@ -271,7 +301,10 @@ class Replay:
         self.totals.add(result)
         return result
 
-    def _step(self, record: RecordLike) -> Result:
+    def _step(self, record: RecordLike, now: float | None = None) -> Result:
+        """One record; ``now`` is the kernel's time for it (default: the record's)."""
+        if now is None:
+            now = record.time
         frame = record.frame
         decoded = decode(record.linktype, frame)
         if decoded.__class__ is Undecoded:
@@ -284,13 +317,13 @@ class Replay:
         if record.wirelen > len(frame) and ip_cut_short(ip):
             return self._cut(record, direction, ip)
         if direction == IN:
-            return Result(record, IN, ip, self._receive(family, ip, record.time, None))
+            return Result(record, IN, ip, self._receive(family, ip, now, None))
         if direction == OUT:
             transmit = self._transmit
-            return Result(record, OUT, ip, None, transmit(ip, record.time) if transmit is not None else None)
+            return Result(record, OUT, ip, None, transmit(ip, now) if transmit is not None else None)
         if direction == LOOP:
-            tx = self._transmit_one(ip, record.time)
-            verdict = self._receive(family, ip, record.time, LOOPBACK)
+            tx = self._transmit_one(ip, now)
+            verdict = self._receive(family, ip, now, LOOPBACK)
             return Result(record, OUT, ip, verdict, tx, looped=True)
         return Result(record, OTHER, ip)
 

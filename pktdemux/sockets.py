@@ -81,6 +81,9 @@ class Socket:
         multicast_all: IP_MULTICAST_ALL / IPV6_MULTICAST_ALL (default on):
             receive every group some socket of the host joined.
         no_check6_rx: UDP_NO_CHECK6_RX: accept IPv6 UDP with checksum 0.
+        so_error: the pending socket error (sk_err), an errno value or 0:
+            e.g. ECONNREFUSED after a refused connect(); reading SO_ERROR
+            clears it (:meth:`pktdemux.kernel.Kernel.so_error`).
     """
 
     proto: Proto
@@ -107,6 +110,7 @@ class Socket:
     mc_groups: set[bytes] = field(default_factory=set)
     multicast_all: bool = True
     no_check6_rx: bool = False
+    so_error: int = 0
     sid: int = field(default_factory=lambda: next(_socket_ids))
 
     @property

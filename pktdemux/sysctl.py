@@ -49,6 +49,8 @@ DEFAULTS: Mapping[str, int | tuple[int, ...]] = MappingProxyType({
     "net.ipv4.tcp_challenge_ack_limit": 2147483647,
     "net.ipv4.tcp_reflect_tos": 0,
     "net.ipv4.tcp_synack_retries": 5,
+    "net.ipv4.tcp_syn_retries": 6,
+    "net.ipv4.tcp_syn_linear_timeouts": 4,
     "net.ipv4.ipfrag_time": 30,
     "net.ipv6.ip6frag_time": 60,
     "net.ipv4.ipfrag_high_thresh": 4194304,

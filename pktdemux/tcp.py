@@ -120,7 +120,7 @@ def dispatch(kernel: Kernel, sock, seg: Segment) -> Verdict:  # type: ignore[no-
         return tcp_listen.receive(kernel, sock, seg)
     if state is TcpState.SYN_RECV:
         return tcp_request.receive(kernel, sock, seg)
-    if state is TcpState.TIME_WAIT or state is TcpState.FIN_WAIT2:
+    if state is TcpState.TIME_WAIT or (state is TcpState.FIN_WAIT2 and not getattr(sock.tcb, "shut_wr", False)):
         return tcp_timewait.receive(kernel, sock, seg)
     if state is TcpState.SYN_SENT:
         return tcp_synsent.receive(kernel, sock, seg)

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
 from .tcp_listen import initial_window
-from .tcp_output import TS_ALIGNED, advertised_mss, send_reset, socket_segment
+from .tcp_output import (
+    TS_ALIGNED,
+    RequestOrigin,
+    advertised_mss,
+    send_reset,
+    socket_segment,
+)
 from .tcp_ratelimit import limited, oow_rate_limited
 from .tcp_segment import ACK, FIN, MOD32, RST, SYN, Segment, seq_after, seq_before
 from .tcp_tcb import Tcb
@@ -158,9 +164,13 @@ def _process_ack(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdic
 
 def _our_fin_acked(kernel: Kernel, sock: Socket, tcb: Tcb) -> None:
     """FIN_WAIT1 → FIN_WAIT2 (an orphan: a TIME_WAIT entry in its FIN_WAIT2
-    substate), CLOSING → TIME_WAIT, LAST_ACK → CLOSE (tcp_rcv_state_process)."""
+    substate; after shutdown(SHUT_WR) the socket itself, which waits for the
+    peer's FIN without limit), CLOSING → TIME_WAIT, LAST_ACK → CLOSE
+    (tcp_rcv_state_process)."""
     state = sock.state
-    if state is TcpState.FIN_WAIT1:
+    if state is TcpState.FIN_WAIT1 and tcb.shut_wr:
+        sock.state = TcpState.FIN_WAIT2
+    elif state is TcpState.FIN_WAIT1:
         enter_timewait(kernel, sock, tcb, TcpState.FIN_WAIT2)
     elif state is TcpState.CLOSING:
         enter_timewait(kernel, sock, tcb, TcpState.TIME_WAIT)
@@ -170,8 +180,12 @@ def _our_fin_acked(kernel: Kernel, sock: Socket, tcb: Tcb) -> None:
 
 
 def enter_timewait(kernel: Kernel, sock: Socket, tcb: Tcb, state: TcpState) -> None:
-    """tcp_time_wait: the entry stays under its 4-tuple for 60 s."""
+    """tcp_time_wait: the entry stays under its 4-tuple for 60 s.  Its window
+    is the one left when it is made (tw_rcv_wnd = tcp_receive_window()),
+    unchanged by the FIN that may still come (tcp_timewait_state_process)."""
     sock.state = state
+    tcb.rcv_wnd = tcb.receive_window()
+    tcb.rcv_wup = tcb.rcv_nxt
     tcb.deadline = kernel.now + TIMEWAIT_LEN
     tcb.last_oow_ack_time = None
     kernel.tcp.schedule(sock)
@@ -182,8 +196,8 @@ def _process_text(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdi
     state = sock.state
     if state in _AFTER_FIN_STATES and not seq_before(seg.seq, tcb.rcv_nxt):
         return tcp_deliver(sock, HANDLER, "segment after the peer's FIN: text ignored")
-    if state is TcpState.FIN_WAIT1 and seg.payload_len and seq_after((seg.end_seq - (seg.flags & FIN)) & MOD32,
-                                                                      tcb.rcv_nxt):
+    if state is TcpState.FIN_WAIT1 and not tcb.shut_wr and seg.payload_len and seq_after(
+            (seg.end_seq - (seg.flags & FIN)) & MOD32, tcb.rcv_nxt):
         kernel.tcp.remove_established(sock)
         sock.state = TcpState.CLOSE
         return tcp_drop(DropReason.TCP_ABORT_ON_DATA, HANDLER, "new data after close(): RST, connection aborted",
@@ -263,3 +277,60 @@ def _peer_fin(kernel: Kernel, sock: Socket, tcb: Tcb) -> str:
         sock.state = TcpState.TIME_WAIT
         return "FIN: TIME_WAIT"
     return "FIN"
+
+
+# -- the application's close() and shutdown(SHUT_WR) ------------------------------------------
+
+_OPEN_STATES = (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT)
+_CLOSING_STATES = (TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.CLOSING, TcpState.LAST_ACK,
+                   TcpState.TIME_WAIT)
+
+
+def close(kernel: Kernel, sock: Socket) -> tuple[bytes, ...] | None:
+    """tcp_close of a connection whose sequence numbers are known: the FIN
+    (tcp_close_state, tcp_send_fin), or nothing when it was sent before
+    (shutdown(SHUT_WR)); the connection becomes an orphan that leaves the
+    bound sockets with the tables.  None for any other socket (the caller
+    unhashes it at once); a SYN_SENT socket's timer is stopped first.
+
+    Not modelled: the RST instead of a FIN when received data was left
+    unread (the application is assumed to have read everything).
+    """
+    tcb = sock.tcb
+    state = sock.state
+    if state is TcpState.SYN_SENT:
+        timer = getattr(tcb, "rtx_timer", None)
+        if timer is not None:
+            timer.cancel()
+        return None
+    if not isinstance(tcb, Tcb) or not tcb.synced or state not in _OPEN_STATES + _CLOSING_STATES:
+        return None
+    kernel.tcp.own(sock)
+    if tcb.shut_wr:
+        tcb.shut_wr = False
+        if state is TcpState.FIN_WAIT2:
+            enter_timewait(kernel, sock, tcb, TcpState.FIN_WAIT2)
+        return ()
+    return _send_fin(kernel, sock, tcb)
+
+
+def shutdown_write(kernel: Kernel, sock: Socket) -> tuple[bytes, ...]:
+    """tcp_shutdown(SEND_SHUTDOWN): the FIN from ESTABLISHED or CLOSE_WAIT;
+    the socket keeps receiving (no RCV_SHUTDOWN)."""
+    tcb = sock.tcb
+    if not isinstance(tcb, Tcb) or not tcb.synced or sock.state not in _OPEN_STATES:
+        return ()
+    tcb.shut_wr = True
+    return _send_fin(kernel, sock, tcb)
+
+
+def _send_fin(kernel: Kernel, sock: Socket, tcb: Tcb) -> tuple[bytes, ...]:
+    """tcp_send_fin: FIN+ACK at SND.NXT; ESTABLISHED → FIN_WAIT1, CLOSE_WAIT → LAST_ACK.
+    (Its retransmission timer is not modelled: the peer is assumed to ACK it.)"""
+    if sock.state not in _OPEN_STATES:
+        return ()
+    packet = socket_segment(kernel, RequestOrigin(sock), tcb, FIN | ACK)  # type: ignore[arg-type]
+    tcb.snd_nxt = (tcb.snd_nxt + 1) & MOD32
+    tcb.fin_sent = True
+    sock.state = TcpState.FIN_WAIT1 if sock.state is TcpState.ESTABLISHED else TcpState.LAST_ACK
+    return (packet,)

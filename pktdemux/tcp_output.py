@@ -223,14 +223,18 @@ def select_window(tcb: Tcb, queued: int) -> int:
 
     A model of net/ipv4/tcp_output.c:tcp_select_window / __tcp_select_window:
     the free space is the initial window less the bytes just queued (the
-    application is assumed to read before the next segment); the offer is
-    kept while it is within one MSS (or one scale unit) of the free space,
-    else rounded down to it; the window never shrinks.
+    application is assumed to read before the next segment).  With window
+    scaling the offer is the free space rounded up to the scale unit
+    (``ALIGN(free_space, 1 << rcv_wscale)``); without, the offer is kept
+    while it is within one MSS of the free space, else rounded down to a
+    multiple of the MSS.  The window never shrinks.
     """
     granule = 1 << tcb.rcv_wscale if tcb.rcv_wscale else tcb.rcv_mss
     free = max(tcb.rcv_space - queued, 0)
     window = tcb.rcv_wnd
-    if window <= free - granule or window > free:
+    if tcb.rcv_wscale:
+        window = (free + granule - 1) // granule * granule
+    elif window <= free - granule or window > free:
         window = free - free % granule if free > granule else free
     current = tcb.receive_window()
     if window < current:

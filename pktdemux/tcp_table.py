@@ -132,13 +132,16 @@ class TcpTable:
 
     def own(self, sock: Socket) -> None:
         """Put a connection the kernel made (an accepted child, a connect()
-        seen in a capture) into the bind bucket, ``bound``, until it leaves
-        the established table: as a connection and then as a TIME_WAIT entry
-        it holds its port for bind() and its 4-tuple for connect()
-        (__inet_inherit_port, inet_twsk_hashdance; spec §7.2)."""
+        seen in a capture or made with its handshake) into the bind bucket,
+        ``bound``, until it leaves the established table: as a connection
+        and then as a TIME_WAIT entry it holds its port for bind() and its
+        4-tuple for connect() (__inet_inherit_port, inet_twsk_hashdance;
+        spec §7.2).  A socket already in ``bound`` (a host-file connection
+        the application closed) stays there once, and leaves with the table."""
         if self.bound is not None and sock not in self._owned:
             self._owned.add(sock)
-            self.bound.append(sock)
+            if sock not in self.bound:
+                self.bound.append(sock)
 
     def remove_established(self, sock: Socket) -> None:
         """Remove ``sock`` from the established table (no error if absent).

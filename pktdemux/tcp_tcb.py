@@ -50,11 +50,18 @@ class Tcb:
             packets show it).
         ofo: out-of-order segments held: (seq, end_seq, fin) tuples.
         fin_sent: our FIN has been sent (SND.NXT counts it).
+        shut_wr: the FIN came from shutdown(SHUT_WR): the application still
+            holds the socket, which keeps receiving and is no orphan (FIN_WAIT2
+            is the socket's own state, not a TIME_WAIT-substate entry).
         ip_options: IPv4 options the connection's packets carry, echoed from
             the SYN (tcp_v4_save_options).
         synack_timer: a request's armed SYN-ACK timer
             (:class:`pktdemux.timers.Timer`, :mod:`pktdemux.reqsk_timer`), or None.
-        num_timeout: how many times that timer fired (request_sock.num_timeout).
+        num_timeout: how many times that timer fired (request_sock.num_timeout);
+            for a connecting socket, how many times its SYN was retransmitted
+            (icsk_retransmits).
+        rtx_timer: a connecting socket's armed SYN retransmission timer
+            (:mod:`pktdemux.tcp_synsent`), or None.
     """
 
     iss: int = 0
@@ -86,9 +93,11 @@ class Tcb:
     tos: int = 0
     ofo: list[tuple[int, int, bool]] = field(default_factory=list)
     fin_sent: bool = False
+    shut_wr: bool = False
     ip_options: bytes = b""
     synack_timer: Any = field(default=None, compare=False, repr=False)
     num_timeout: int = 0
+    rtx_timer: Any = field(default=None, compare=False, repr=False)
 
     def receive_window(self) -> int:
         """Bytes the peer may still send beyond RCV.NXT (tcp_receive_window)."""

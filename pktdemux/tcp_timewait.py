@@ -99,7 +99,7 @@ def _fin_wait2(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict:
         return tcp_drop(DropReason.TCP_TIMEWAIT, HANDLER, "duplicate ACK in FIN_WAIT2: ignored")
     if not flags & FIN or seg.end_seq != (tcb.rcv_nxt + 1) & MOD32:
         return _tw_reset(kernel, sock, seg, "new data after close() in FIN_WAIT2: RST")
-    tcb.rcv_nxt = seg.end_seq
+    tcb.rcv_nxt = tcb.rcv_wup = seg.end_seq  # tw_rcv_wnd stays: the ACK offers the same window
     if seg.options.tsval is not None:
         tcb.ts_recent = seg.options.tsval
     enter_timewait(kernel, sock, tcb, TcpState.TIME_WAIT)

@@ -25,7 +25,14 @@ from .tcp_output import ms_clock
 from .tcp_segment import ACK, FIN, MOD32, RST, SYN
 from .tcp_tcb import Tcb
 from .verdict import Transmission
-from .wire import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, format_endpoint
+from .wire import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    format_endpoint,
+    ip_datagram,
+)
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -80,6 +87,8 @@ def transmit(kernel: Kernel, packet: bytes, now: float) -> Transmission:
     kernel.now = max(kernel.now, now)
     sent = kernel.sent
     sent.prune(kernel.now)
+    # A short frame's link padding is not the host's: a padded pure ACK is no data.
+    packet = ip_datagram(packet)
     out = _parse(packet)
     if out is None:
         return _NOT_IP
@@ -184,6 +193,9 @@ def _connect(kernel: Kernel, packet: bytes, out: _Out, sock: Socket | None, isn:
     sport, dport = struct.unpack_from("!HH", packet, out.l4)
     if sock is not None and sock.state is TcpState.SYN_SENT and sock.tcb.iss == isn:
         return Transmission(None, "connect", (sock,), "SYN retransmitted")
+    if sock is not None and sock.state is TcpState.SYN_SENT and kernel.sent.take(packet):
+        _adopt_syn(kernel, packet, out, sock.tcb, isn)
+        return Transmission(None, "connect", (sock,), "SYN as the emulation's connect() sent it (ISN adopted)")
     if sock is not None:
         kernel.tcp.remove_established(sock)
     doff = (packet[out.l4 + 12] >> 4) * 4
@@ -199,6 +211,19 @@ def _connect(kernel: Kernel, packet: bytes, out: _Out, sock: Socket | None, isn:
     kernel.tcp.insert_established(sock)
     kernel.tcp.own(sock)
     return Transmission(None, "connect", (sock,), f"connect() to {format_endpoint(out.dst, dport)}: SYN_SENT")
+
+
+def _adopt_syn(kernel: Kernel, packet: bytes, out: _Out, tcb: Tcb, isn: int) -> None:
+    """The emulation's connect() sent this SYN with its own random ISN,
+    TSval offset and IPv4 ID: take the host's, so that what follows (the
+    third ACK, a RST's seq = SEG.ACK) is the host's."""
+    tcb.iss = tcb.snd_una = isn
+    tcb.snd_nxt = (isn + 1) & MOD32
+    ts = _tsval(packet, out)
+    if ts is not None and tcb.ts_ok:
+        tcb.ts_offset = (ts - ms_clock(kernel)) & MOD32
+    if out.version == 4:
+        tcb.ip_id = (out.ip_id + 1) & 0xFFFF
 
 
 def _follow(kernel: Kernel, packet: bytes, out: _Out, sock: Socket, seq: int, ack: int, flags: int,

@@ -161,6 +161,26 @@ def build_ipv6(
     return _IPV6_FIXED.pack(first, len(payload), next_header, hop_limit, src, dst) + payload
 
 
+def ip_datagram(ip: bytes) -> bytes:
+    """``ip`` cut to the length its header gives (IPv4 total length, IPv6
+    40 + payload length): what follows is link padding (a short Ethernet
+    frame's) or an FCS, not payload.  A length the bytes cannot hold, an
+    IPv6 payload length of 0 (jumbogram), or bytes that are not IPv4/IPv6
+    leave ``ip`` as it is."""
+    version = ip[0] >> 4 if ip else 0
+    if version == 4 and len(ip) >= 20:
+        length = (ip[2] << 8) | ip[3]
+        if length < (ip[0] & 15) * 4:
+            return ip
+    elif version == 6 and len(ip) >= 40:
+        length = 40 + ((ip[4] << 8) | ip[5])
+        if length == 40:
+            return ip
+    else:
+        return ip
+    return ip[:length] if length < len(ip) else ip
+
+
 def format_addr(addr: bytes) -> str:
     """``10.0.0.1`` or ``fd00::1`` for a 4- or 16-byte address."""
     if len(addr) == 16 and addr[:12] == _V4_MAPPED:

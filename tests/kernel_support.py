@@ -25,6 +25,7 @@ from pktdemux.oracle import (
     OracleResult,
     OracleUnavailable,
     Scenario,
+    SocketCall,
     final_ack,
     run_scenario,
 )
@@ -87,7 +88,9 @@ class Case:
         host: host-file TOML text (the oracle and the emulation both read it).
         packets: the injections; ``labels`` names them in reports (a vector
             id such as ``"T01"``), defaulting to their index.
-        settle: seconds to listen after the last packet.
+        settle: seconds to listen after the last step.
+        calls: the host application's socket calls between the injections;
+            ``call_labels`` names them.
     """
 
     name: str
@@ -95,17 +98,37 @@ class Case:
     packets: list[Injection] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     settle: float = 0.05
+    calls: list[SocketCall] = field(default_factory=list)
+    call_labels: list[str] = field(default_factory=list)
+
+    @property
+    def last_offset(self) -> float | None:
+        """The offset of the latest step (injection or call), None before the first."""
+        offsets = [p.offset for p in self.packets[-1:]] + [c.offset for c in self.calls[-1:]]
+        return max(offsets) if offsets else None
+
+    def _next_offset(self, gap: float) -> float:
+        last = self.last_offset
+        return 0.0 if last is None else last + gap
 
     def add(self, packet: bytes, *, gap: float = 0.003, label: str = "", complete_handshake: bool = False,
-            ack_from_isn: bool = False) -> None:
-        """Append ``packet``, ``gap`` seconds after the previous one."""
-        offset = self.packets[-1].offset + gap if self.packets else 0.0
-        self.packets.append(Injection(offset, bytes(packet), complete_handshake, ack_from_isn))
+            ack_from_isn: bool = False, quote_from_isn: bool = False) -> None:
+        """Append ``packet``, ``gap`` seconds after the previous step (a
+        packet at the offset of a call comes before it: give a gap)."""
+        self.packets.append(Injection(self._next_offset(gap), bytes(packet), complete_handshake, ack_from_isn,
+                                      quote_from_isn))
         self.labels.append(label or str(len(self.packets) - 1))
+
+    def call(self, socket: str, call: str, *, peer: str | None = None, gap: float = 0.003, label: str = "") -> None:
+        """Append a socket call (:class:`pktdemux.oracle.SocketCall`), ``gap``
+        seconds after the previous step; at gap 0 it follows the packet."""
+        self.calls.append(SocketCall(self._next_offset(gap), socket, call, peer))
+        self.call_labels.append(label or f"{socket} {call}")
 
     def scenario(self) -> Scenario:
         """The oracle's view of this case."""
-        return Scenario(HostSetup.from_toml(self.host), tuple(self.packets), settle=self.settle, name=self.name)
+        return Scenario(HostSetup.from_toml(self.host), tuple(self.packets), settle=self.settle, name=self.name,
+                        calls=tuple(self.calls))
 
 
 @dataclass

@@ -74,6 +74,11 @@ def tcp_header(packet: bytes) -> tuple[int, int, int, int, int, int]:
     return sport, dport, seq, ack, flags, window
 
 
+def tcp_flags(packet: bytes) -> int:
+    """The TCP flags (FIN..URG) of an IPv4/IPv6 TCP packet."""
+    return tcp_header(packet)[4] & 0x3F
+
+
 def ip_id(packet: bytes) -> int:
     return struct.unpack_from("!H", packet, 4)[0]
 

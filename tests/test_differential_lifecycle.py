@@ -7,9 +7,9 @@ Each namespace is run once per module; each test checks the packets of one
 vector (labels starting with its id) and the sockets it names, so that one
 disagreement does not hide the others.
 
-Not covered: TIME_WAIT (S25, S26).  It needs the host's application to
-close() a connection first, and the oracle only creates sockets before the
-first packet and reads them after the last.
+TIME_WAIT (S25, S26) and the other states after the application's close()
+are in test_differential_close.py; the host as a client in
+test_differential_connect.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from kernel_support import Case, assert_agree, host_toml
-from lifecycle_support import Timeline, differences, emulate
+from lifecycle_support import Peer, Timeline, connection_sockets, differences, emulate
 from tcp_helpers import segment, tcp_header, tcp_options
 
 from pktdemux.oracle.host_sockets import PEER_ISN
@@ -60,28 +60,12 @@ CONNECTIONS = {
 }
 
 
-def _bracket(addr: str) -> str:
-    return f"[{addr}]" if ":" in addr else addr
-
-
-ESTABLISHED_HOST = host_toml([
-    {"name": vid, "label": f"tcp://{_bracket(local)}:{port}", "peer": f"{_bracket(peer)}:{pport}"}
-    for vid, (local, port, peer, pport) in CONNECTIONS.items()
-])
+ESTABLISHED_HOST = host_toml(connection_sockets(CONNECTIONS))
 
 
 def _established_case() -> Case:
     case = Case("established", ESTABLISHED_HOST, settle=0.1)
-
-    def send(vid: str, what: str, flags_: str, seq_from_rcv_nxt: int, *, ack: int | None = 1,
-             payload: bytes = b"", gap: float = 0.01, seq: int | None = None) -> None:
-        """A peer segment on connection ``vid``: seq counts from RCV.NXT, ack
-        from the host's ISN (the oracle adds it); ack None sends ack 0."""
-        local, port, peer, pport = CONNECTIONS[vid]
-        s = seq if seq is not None else RCV_NXT + seq_from_rcv_nxt
-        pkt = segment(peer, local, pport, port, flags_, seq=s & 0xFFFFFFFF, ack=ack or 0, window=64240,
-                      payload=payload)
-        case.add(pkt, gap=gap, label=f"{vid} {what}", ack_from_isn=ack is not None)
+    send = Peer(case, CONNECTIONS).send
 
     send("S16", "data at RCV.NXT", "PA", 0, payload=b"hello")
     send("S16", "more data", "PA", 5, payload=b"world")

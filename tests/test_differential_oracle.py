@@ -16,6 +16,7 @@ from pktdemux.oracle import (
     OracleError,
     OracleUnavailable,
     Scenario,
+    SocketCall,
     SocketSetup,
     check_available,
     final_ack,
@@ -86,6 +87,54 @@ def test_malformed_socket_labels_are_refused(label: str) -> None:
     """A label must be proto://address:port with IPv6 in brackets."""
     with pytest.raises(ValueError):
         SocketSetup(label)
+
+
+def test_socket_calls_survive_the_json_form_and_come_after_packets_of_their_offset() -> None:
+    calls = (SocketCall(0.0, "conn", "close"), SocketCall(0.2, "c", "connect", "[fd00::2]:7"),
+             SocketCall(0.5, "web", "status"))
+    packets = (Injection(0.0, T01_IN), Injection(0.5, T01_IN, quote_from_isn=True))
+    scenario = Scenario(HostSetup(("10.0.0.1/24",)), packets, calls=calls)
+    assert Scenario.from_json(scenario.to_json()) == scenario
+    assert scenario.steps() == [("packet", 0), ("call", 0), ("call", 1), ("packet", 1), ("call", 2)]
+    assert scenario.duration == 0.5
+
+
+@pytest.mark.parametrize(("call", "peer"), [("listen", None), ("connect", None), ("close", "10.0.0.2:1"),
+                                            ("connect", "10.0.0.2")])
+def test_malformed_socket_calls_are_refused(call: str, peer: str | None) -> None:
+    with pytest.raises(ValueError):
+        SocketCall(0.0, "s", call, peer)
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_an_icmp_quote_is_rebased_on_the_isn_with_a_valid_checksum(version: int) -> None:
+    from ip_vectors import icmp4, icmp6
+
+    from pktdemux.oracle.segments import quoted_flow, rebase_quoted_seq
+    from pktdemux.wire import PROTO_ICMPV6, checksum, transport_checksum
+
+    local, peer = (v4(1), v4(2)) if version == 4 else (bytes.fromhex("fd00" + "00" * 13 + "01"),
+                                                       bytes.fromhex("fd00" + "00" * 13 + "02"))
+    quote = build_segment(src=local, dst=peer, sport=40000, dport=7, seq=1, ack=0, flags=SYN)
+    text = ["10.0.0.2", "10.0.0.1"] if version == 4 else ["fd00::2", "fd00::1"]
+    error = (icmp4 if version == 4 else icmp6)(*text, 3 if version == 4 else 1, 3, rest=bytes(4), data=quote)
+    rebased = rebase_quoted_seq(error, 0xFFFFFFFF)
+    assert quoted_flow(rebased) == (local, 40000, peer, 7)
+    at = 20 if version == 4 else 40
+    assert rebased[at + 8 + at + 4:at + 8 + at + 8] == bytes(4)  # 1 + 0xFFFFFFFF wraps to 0
+    if version == 4:
+        assert checksum(rebased[at:]) == 0
+    else:
+        assert transport_checksum(rebased[8:24], rebased[24:40], PROTO_ICMPV6, rebased[40:]) == 0
+    assert rebase_quoted_seq(T01_IN, 5) == T01_IN
+
+
+def test_proc_net_tcp_addresses_are_read_in_host_order() -> None:
+    from pktdemux.oracle.host_sockets import _proc_endpoint
+
+    assert _proc_endpoint("0100000A:0050") == ("10.0.0.1", 80)
+    assert _proc_endpoint("0000FDFD000000000000000001000000:1F90") == ("fdfd::1", 8080)
+    assert _proc_endpoint("0000000000000000FFFF00000100000A:0050") == ("10.0.0.1", 80)
 
 
 def test_offsets_must_not_go_back_in_time() -> None:

@@ -137,6 +137,10 @@ BAD = [
     ("peer_garbage", '[[sockets]]\nlabel = "udp://0.0.0.0:53"\npeer = "somewhere"\n', "sockets[0].peer",
      "expected address:port"),
     ("uid_negative", '[[sockets]]\nlabel = "udp://0.0.0.0:53"\nuid = -1\n', "sockets[0].uid", "must be an integer"),
+    ("closed_text", '[[sockets]]\nlabel = "udp://0.0.0.0:53"\nclosed = "soon"\n', "sockets[0].closed",
+     "must be a capture time in seconds since the epoch"),
+    ("closed_negative", '[[sockets]]\nlabel = "udp://0.0.0.0:53"\nclosed = -1.5\n', "sockets[0].closed",
+     "must be a capture time"),
     ("second_socket", '[[sockets]]\nlabel = "udp://0.0.0.0:53"\n[[sockets]]\nlabel = "udp://0.0.0.0"\n',
      "sockets[1].label", "expected proto://address:port"),
 ]
@@ -155,14 +159,14 @@ def test_bad_file_is_one_line_error_at_its_position(text: str, position: str, re
 
 IMPOSSIBLE = [
     ("dual_stack_overlap",
-     '[host]\naddresses = ["10.0.0.1/24"]\n[[sockets]]\nlabel = "tcp://[::]:80"\nlisten = 1\n'
-     '[[sockets]]\nname = "api"\nlabel = "tcp://0.0.0.0:80"\nlisten = 1\n',
+     ('[host]\naddresses = ["10.0.0.1/24"]\n[[sockets]]\nlabel = "tcp://[::]:80"\nlisten = 1\n'
+     '[[sockets]]\nname = "api"\nlabel = "tcp://0.0.0.0:80"\nlisten = 1\n'),
      "sockets[1] (api): bind tcp://0.0.0.0:80: EADDRINUSE: overlaps tcp://[::]:80 (dual-stack), spec §7.2"),
     ("second_listener",
-     '[host]\naddresses = ["10.0.0.1/24"]\n[[sockets]]\nlabel = "tcp://10.0.0.1:80"\nreuseaddr = true\nlisten = 1\n'
-     '[[sockets]]\nlabel = "tcp://10.0.0.1:80"\nreuseaddr = true\nlisten = 1\n',
-     "sockets[1]: bind tcp://10.0.0.1:80: EADDRINUSE: overlaps tcp://10.0.0.1:80 "
-     "(listening: SO_REUSEADDR does not apply), spec §7.2"),
+     ('[host]\naddresses = ["10.0.0.1/24"]\n[[sockets]]\nlabel = "tcp://10.0.0.1:80"\nreuseaddr = true\nlisten = 1\n'
+     '[[sockets]]\nlabel = "tcp://10.0.0.1:80"\nreuseaddr = true\nlisten = 1\n'),
+     ("sockets[1]: bind tcp://10.0.0.1:80: EADDRINUSE: overlaps tcp://10.0.0.1:80 "
+     "(listening: SO_REUSEADDR does not apply), spec §7.2")),
     ("not_local",
      '[host]\naddresses = ["10.0.0.1/24"]\n[[sockets]]\nlabel = "udp://10.0.0.9:53"\n',
      "sockets[0]: bind udp://10.0.0.9:53: EADDRNOTAVAIL: 10.0.0.9 is not an address of this host"),
@@ -223,6 +227,32 @@ def test_build_is_reproducible_and_leaves_spec_alone() -> None:
     assert spec.interfaces[0].addresses == [ipaddress.ip_interface("10.0.0.1/24")]
 
 
+@pytest.mark.parametrize("when, packets_after, state", [
+    # (close time, receive a datagram at this time, delivered?)
+    (None, 100.0, True),     # no close time: the socket lives through the capture
+    (50.0, 49.0, True),      # before the close time the port is open
+    (50.0, 50.0, False),     # at the close time the socket is gone: port unreachable
+    (50.0, 51.0, False),
+])
+def test_closed_socket_leaves_at_its_close_time(when: float | None, packets_after: float, state: bool) -> None:
+    """``closed``: the application close()s the socket at that capture time
+    (a timer of the kernel), so a datagram after it finds the port closed."""
+    from scapy.layers.inet import IP, UDP
+
+    from pktdemux.dropreason import DropReason
+
+    text = '[host]\naddresses = ["10.0.0.1/24"]\n[[sockets]]\nlabel = "udp://0.0.0.0:53"\n'
+    if when is not None:
+        text += f"closed = {when}\n"
+    kernel = build_kernel(parse_host(text))
+    packet = bytes(IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=4000, dport=53) / b"q")
+    verdict = kernel.receive(packet, now=packets_after)
+    assert verdict.delivered is state
+    if not state:
+        assert verdict.reason is DropReason.NO_SOCKET and len(verdict.replies) == 1
+        assert [f.what for f in kernel.drain_timer_output()] == ["close"]
+
+
 def test_load_host_reads_files(tmp_path: pathlib.Path) -> None:
     """load_host() parses a file; a missing or non-UTF-8 file is a HostFileError."""
     path = tmp_path / "h.toml"
@@ -263,6 +293,7 @@ def socket_specs(draw: st.DrawFn) -> SocketSpec:
         v6only=draw(st.none() | st.booleans()) if family == 6 else None,
         device=draw(st.none() | _text), process=draw(st.none() | _text),
         pid=draw(st.none() | st.integers(0, 2**22)), uid=draw(st.integers(0, 2**32 - 2)),
+        closed=draw(st.none() | st.floats(0, 2e9)),
     )
 
 

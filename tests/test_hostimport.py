@@ -341,6 +341,16 @@ def test_infer_report_runs_over_the_shipped_captures() -> None:
     assert any(line.startswith("linux618_vectors.pcap") and "100.0%" in line for line in lines)
     assert any(line.startswith("all ") for line in lines)
     assert any("pcap_bad_version.pcap: corrupt" in line for line in lines)
+    # Linux or not, by the hosts' own replies, with a share for each group
+    stack = {line.split()[0]: line.split()[1] for line in lines[2:] if line.split()[:1] and "." in line.split()[0]}
+    assert stack["linux618_vectors.pcap"] == "linux" and stack["pop3_refused_retries.pcap"] == "linux"
+    assert stack["ldap_snaplen_trunc.pcap"] == "other" and stack["vlan_qinq_icmp.pcap"] == "other"
+    assert any(line.startswith("Linux-looking (") and "%" in line for line in lines)
+    assert any(line.startswith("others (") and "%" in line for line in lines)
+    # the replies not reproduced, by kind and reason, and why each host was judged so
+    assert any(line.startswith("Not reproduced on hosts that look like Linux") for line in lines)
+    assert any("TCP [SYN,ACK]: ip.id" in line for line in lines)
+    assert any("ldap_snaplen_trunc.pcap: other: TTL from 128" in line for line in lines)
 
 
 # -- round trip with `pktdemux ss` ----------------------------------------------------------

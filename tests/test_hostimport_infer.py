@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 
 from pktdemux.capture import Capture
 from pktdemux.hostfile import build_kernel, parse_host
-from pktdemux.hostimport import infer_host, render
+from pktdemux.hostimport import infer_host, render, stack_signs
 from pktdemux.replay import Replay
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -30,15 +30,17 @@ class Rec:
     n: int
     linktype: int
     frame: bytes
+    time: float = 0.0
 
 
 def capture(*packets, mac: dict[str, str] | None = None) -> list[Rec]:  # type: ignore[no-untyped-def]
-    """Ethernet records of ``packets``; ``mac`` gives a source address's link-layer address."""
+    """Ethernet records of ``packets``, one a second from time 1.0; ``mac``
+    gives a source address's link-layer address."""
     records = []
     for n, pkt in enumerate(packets, 1):
         src = pkt.src
         ether = Ether(src=(mac or {}).get(src, CLIENT_MAC), dst="02:00:00:00:00:01")
-        records.append(Rec(n, 1, bytes(ether / pkt)))
+        records.append(Rec(n, 1, bytes(ether / pkt), float(n)))
     return records
 
 
@@ -214,16 +216,112 @@ def test_bsd_option_layout_is_a_caveat() -> None:
     assert "not in the order" not in text(infer(capture(*handshake("198.51.100.1", 80))))
 
 
+# -- Linux or not (tools/infer_report.py) --------------------------------------------------------------
+
+BSD_OPTS = [("MSS", 1460), ("NOP", None), ("WScale", 6), ("SAckOK", b""), ("Timestamp", (7, 1))]
+
+
+@pytest.mark.parametrize("reply, linux, other", [
+    (handshake("198.51.100.1", 80, ttl=57)[1],
+     ["TTL from 64", "SYN-ACK with DF, ID 0", "SYN-ACK options in Linux order"], []),
+    (handshake("198.51.100.1", 80, ip_id=4242)[1],
+     ["TTL from 64", "SYN-ACK options in Linux order"], ["SYN-ACK with DF, ID not 0"]),
+    (IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=62) / TCP(flags="SA", options=BSD_OPTS),
+     ["hop limit from 64"], ["SYN-ACK options in another order"]),
+    (refused("198.51.100.1", 23, ttl=120, ip_id=7)[1], [], ["TTL from 128", "RST with DF, ID not 0"]),
+    (IP(src="198.51.100.1", dst=CLIENT, tos=0xC0) / ICMP(type=3, code=3) / bytes(28),
+     ["TTL from 64", "ICMP error with TOS 0xc0"], []),
+    (IP(src="198.51.100.1", dst=CLIENT, tos=0) / ICMP(type=3, code=3) / bytes(28),
+     ["TTL from 64"], ["ICMP error with TOS 0x00"]),
+    (IP(src="198.51.100.1", dst=CLIENT, ttl=254) / ICMP(type=0), [], ["TTL from 255"]),
+    (b"\x45\x00", [], []),  # not a packet: no sign
+])
+def test_stack_signs(reply, linux: list[str], other: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """What one kernel-made reply says of the stack that sent it."""
+    assert stack_signs(bytes(reply)) == (linux, other)
+
+
+# -- socket lifetimes ------------------------------------------------------------------------------------
+
+HOST, RESOLVER, HOST6, RESOLVER6 = "198.51.100.1", "192.0.2.53", "2001:db8::1", "2001:db8::53"
+
+
+def query(port: int, *, v6: bool = False):  # type: ignore[no-untyped-def]
+    ip = IPv6(src=HOST6, dst=RESOLVER6) if v6 else IP(src=HOST, dst=RESOLVER)
+    return ip / UDP(sport=port, dport=53) / b"query"
+
+
+def answer(port: int, *, v6: bool = False):  # type: ignore[no-untyped-def]
+    ip = IPv6(src=RESOLVER6, dst=HOST6) if v6 else IP(src=RESOLVER, dst=HOST)
+    return ip / UDP(sport=53, dport=port) / b"answer"
+
+
+def unreachable(port: int, *, v6: bool = False):  # type: ignore[no-untyped-def]
+    """The host's port unreachable for an answer to ``port``."""
+    if v6:
+        from scapy.layers.inet6 import ICMPv6DestUnreach
+        return IPv6(src=HOST6, dst=RESOLVER6) / ICMPv6DestUnreach(code=4) / bytes(answer(port, v6=True))
+    return IP(src=HOST, dst=RESOLVER, tos=0xC0) / ICMP(type=3, code=3) / bytes(answer(port))
+
+
+@pytest.mark.parametrize("packets, label, closed", [
+    # implicit bind by the query (1), answer delivered (2), the late answer (3) drew ICMP (4)
+    ([query(33000), answer(33000), answer(33000), unreachable(33000)], "udp://0.0.0.0:33000", 2.5),
+    # the answer comes after the resolver gave up: closed between query (1) and answer (2)
+    ([query(33001), answer(33001), unreachable(33001)], "udp://0.0.0.0:33001", 1.5),
+    # IPv6: the implicit bind is a wildcard AF_INET6 socket
+    ([query(33002, v6=True), answer(33002, v6=True), unreachable(33002, v6=True)], "udp://[::]:33002", 1.5),
+    # a server socket (it answered a datagram: 1, 2) later closed (3 drew 4)
+    ([answer(5353), query(5353), answer(5353), unreachable(5353)], "udp://0.0.0.0:5353", 2.5),
+    # no ICMP error: the implicit bind needs no entry
+    ([query(33003), answer(33003)], None, None),
+    # closed before the host sent from it: no lifetime to give (not open first)
+    ([answer(33004), unreachable(33004), query(33004)], None, None),
+    # the host's error without the datagram that drew it in the capture: no time to close at
+    ([query(33005), unreachable(33005)], None, None),
+])
+def test_udp_socket_closed_when_a_port_unreachable_follows(packets, label: str | None,  # type: ignore[no-untyped-def]
+                                                          closed: float | None) -> None:
+    """A UDP port that was open (or that the host sent from first) and later
+    drew ICMP port unreachable gets a socket with a close time midway
+    between the last packet that shows it open and the datagram that found
+    it closed."""
+    imported = infer(capture(*packets))
+    lifetimes = {s.label: s.closed for s in imported.spec.sockets if s.proto.name == "UDP"}
+    if label is None:
+        assert all(c is None for c in lifetimes.values())
+    else:
+        assert lifetimes == {label: closed}
+        assert f"closed = {closed}" in text(imported)
+
+
+def test_inferred_close_time_turns_the_late_answer_away() -> None:
+    """pppoe_nb6_http.pcap: the query from port 32623 (packets 26, 27), the
+    first answer (32) taken, the late one (33) answered with ICMP port
+    unreachable (34): inferred, the late answer finds no socket."""
+    path = PCAPS / "pppoe_nb6_http.pcap"
+    with Capture(path) as cap:
+        imported = infer_host(cap.records(), source=path.name)
+    (resolver,) = [s for s in imported.spec.sockets if s.port == 32623]
+    assert 1388651877.351014 < resolver.closed < 1388651877.422462
+    replay = Replay(build_kernel(imported.spec))
+    with Capture(path) as cap:
+        results = {r.n: r for r in replay.run(cap.records())}
+    assert results[32].verdict.delivered
+    assert results[33].reason.name == "NO_SOCKET"
+
+
 # -- figures on shipped captures ---------------------------------------------------------------------
 
 FIGURES = [
     # capture, host's own replies, at least this many reproduced
-    ("pop3_refused_retries.pcap", 16, 11),
+    ("pop3_refused_retries.pcap", 21, 21),
     ("vlan_qinq_icmp.pcap", 10, 10),
     ("dns_ptr_icmp_echo.pcap", 4, 4),
     ("sll2_icmp_v4v6.pcap", 2, 2),
-    ("pcapng_eth_sll_mysql.pcapng", 43, 1),
-    ("localhost_v6_refused_http.pcap", 27, 8),
+    ("pcapng_eth_sll_mysql.pcapng", 43, 4),
+    ("localhost_v6_refused_http.pcap", 27, 26),
+    ("http_ns_be.pcap", 5, 4),
     ("smtp_ipv6_tcp.pcap", 6, 6),
 ]
 

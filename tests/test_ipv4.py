@@ -147,3 +147,64 @@ def test_arbitrary_options_never_raise(opts, proto, port):
     assert v.delivered or v.reason is not None
     for reply in v.replies:
         assert reply[0] >> 4 == 4 and checksum(reply[:(reply[0] & 15) * 4]) == 0
+
+
+# --------------------------------------------------------------------------- found by the timeline random suite
+# (tests/test_differential_random_timeline.py; net/ipv4/ip_options.c,
+# net/ipv4/cipso_ipv4.c:cipso_v4_validate, net/ipv4/route.c and
+# net/ipv4/icmp.c:__icmp_send of Linux 6.18)
+
+TS_TWO_SLOTS = b"\x44\x0c\x05\x00" + bytes(8)  # timestamps only, room for two
+RR_ONE_SLOT = b"\x07\x07\x04" + bytes(4)
+STAMP = (1000).to_bytes(4, "big")  # 1.0 s after midnight, in ms
+
+
+def pad4(options: bytes) -> bytes:
+    return options + bytes(-len(options) % 4)
+
+
+OPTION_ERROR_CASES = [
+    # (options, destination, ICMP source, 12/0 pointer, options the 12/0 carries)
+    ("CIPSO of 10 bytes: unknown DOI", pad4(b"\x86\x0a\0\0\0\x03" + bytes(4)), "10.0.0.1", "10.0.0.1", 22,
+     pad4(b"\x86\x0a\0\0\0\x03" + bytes(4))),
+    ("CIPSO of 6 bytes: too short", pad4(b"\x86\x06\0\0\0\x03"), "10.0.0.1", "10.0.0.1", 21,
+     pad4(b"\x86\x06\0\0\0\x03")),
+    ("timestamp, then a record route of 2 bytes", pad4(TS_TWO_SLOTS + b"\x07\x02"), "10.0.0.1", "10.0.0.1", 33,
+     b"\x44\x0c\x0d\x00" + STAMP + STAMP),
+    ("record route, then an option of length 0", pad4(RR_ONE_SLOT + b"\x99\x00"), "10.0.0.1", "10.0.0.1", 27,
+     pad4(b"\x07\x07\x08" + bytes((10, 0, 0, 1)))),
+    ("not local: router alert of 2 bytes", pad4(b"\x94\x02"), "10.0.0.99", "10.0.0.1", 21, b""),
+    ("not local: record route, then a second one", pad4(RR_ONE_SLOT + RR_ONE_SLOT), "10.0.0.99", "10.0.0.1", 27,
+     pad4(b"\x07\x07\x08" + bytes((10, 0, 0, 1)))),
+]
+
+
+@pytest.mark.parametrize("options,dst,icmp_src,pointer,echoed", [c[1:] for c in OPTION_ERROR_CASES],
+                         ids=[c[0] for c in OPTION_ERROR_CASES])
+def test_option_errors(options, dst, icmp_src, pointer, echoed):
+    """A malformed option gets 12/0 with its pointer; the 12/0 echoes the
+    Record Route / Timestamp / CIPSO state compiled before the bad option
+    (the skb's IPCB(skb)->opt); a destination that is not local (forwarding
+    off: an RTN_UNREACHABLE route) has its options compiled too, and the
+    12/0 comes from the address of the route back."""
+    packet = icmp4("10.0.0.2", dst, 8, options=options)
+    v = make_kernel().receive(packet, 1.0)
+    assert v.reason is R.IP_INHDR
+    (reply,) = v.replies
+    ihl = (reply[0] & 0x0F) * 4
+    assert reply[12:16] == bytes(int(x) for x in icmp_src.split("."))
+    assert (reply[ihl], reply[ihl + 1], reply[ihl + 4]) == (12, 0, pointer)
+    assert reply[20:ihl] == echoed
+    assert reply[ihl + 8 + 16:ihl + 8 + 20] == packet[16:20]  # the quote names the original destination
+
+
+def test_valid_options_to_a_non_local_destination_are_dropped_silently():
+    v = make_kernel().receive(icmp4("10.0.0.2", "10.0.0.99", 8, options=pad4(RR_ONE_SLOT)), 1.0)
+    assert (v.reason, v.replies) == (R.IP_INADDRERRORS, ())
+
+
+def test_cipso_in_a_non_first_fragment_gets_no_error():
+    packet = bytearray(icmp4("10.0.0.2", "10.0.0.1", 8, options=pad4(b"\x86\x0a\0\0\0\x03" + bytes(4))))
+    packet[6:8] = (0x2000 | 2).to_bytes(2, "big")
+    v = make_kernel().receive(fix_csum(packet), 1.0)
+    assert (v.reason, v.replies) == (R.IP_INHDR, ())

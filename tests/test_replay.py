@@ -159,6 +159,37 @@ def test_run_is_lazy_and_streams() -> None:
     assert replay.totals.packets == 5
 
 
+class ClockedKernel(FakeKernel):
+    """A FakeKernel with a clock: records the times it is advanced to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.advanced: list[float] = []
+
+    def advance(self, now: float) -> list[bytes]:
+        self.advanced.append(now)
+        return []
+
+
+@pytest.mark.parametrize("times, kernel_times", [
+    ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]),                   # in order: each record at its own time
+    ([1.0, 1.5e9, 1.1, 1.2], [1.0, 1.1, 1.1, 1.2]),       # one stamp decades ahead: it runs at the next one's
+    ([1.0, 5.0, 5.0, 6.0], [1.0, 5.0, 5.0, 6.0]),         # equal stamps are in order
+    ([1.0, 2.0, 1.5e9], [1.0, 2.0, 1.5e9]),               # the last record keeps its stamp
+])
+def test_a_record_stamped_after_the_next_one_runs_at_the_next_ones_time(times: list[float],
+                                                                       kernel_times: list[float]) -> None:
+    """A clock glitch in the capture (pcapng_eth_sll_mysql.pcapng stamps a
+    SYN-ACK 46 years after its SYN) must not move the kernel's clock there
+    and expire every timer: the record runs at the next record's time."""
+    kernel = ClockedKernel()
+    records = [rec(i, v4("10.0.0.2", HOST4), time=t) for i, t in enumerate(times, 1)]
+    results = list(Replay(kernel).run(records))  # type: ignore[arg-type]
+    assert [c[2] for c in kernel.calls] == kernel_times
+    assert [r.time for r in results] == times  # the rows keep the capture's stamps
+    assert kernel.advanced == [*kernel_times, kernel_times[-1]]
+
+
 def test_step_counts_one_record() -> None:
     replay = Replay(FakeKernel())  # type: ignore[arg-type]
     result = replay.step(rec(9, v4("10.0.0.2", HOST4)))

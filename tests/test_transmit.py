@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from tcp_helpers import T0, ip_id, listen, make_kernel, segment, tcp_header
 
 from pktdemux.sent_replies import SentReplies
@@ -121,6 +122,21 @@ def test_host_ack_differing_in_window_is_reported() -> None:
     theirs[34:36] = (502).to_bytes(2, "big")
     result = kernel.transmit(bytes(theirs), T0 + 0.001)
     assert result.matched is False and "tcp.window" in result.note
+
+
+@pytest.mark.parametrize("padding", [b"", bytes(6), b"\xaa" * 6 + b"\xde\xad\xbe\xef"])
+def test_link_padding_after_the_hosts_ack_is_not_data(padding: bytes) -> None:
+    """A pure ACK in a minimum-size Ethernet frame comes with padding (and
+    maybe an FCS) after its IP length: still a pure ACK, matched, and SND.NXT
+    does not move."""
+    kernel = make_kernel()
+    listen(kernel, LOCAL, 80)
+    isn = tcp_header(kernel.receive(segment(PEER, LOCAL, 41000, 80, "S", 100), T0, "tun0").replies[0])[2]
+    child = kernel.receive(segment(PEER, LOCAL, 41000, 80, "A", 101, isn + 1), T0, "tun0").sockets[0]
+    ours = kernel.receive(segment(PEER, LOCAL, 41000, 80, "PA", 101, isn + 1, payload=b"hi"), T0, "tun0").replies[0]
+    result = kernel.transmit(ours + padding, T0 + 0.001)
+    assert result.matched is True and result.action == "reply", result.note
+    assert child.tcb.snd_nxt == isn + 1
 
 
 def test_udp_from_a_port_without_socket_is_an_implicit_bind() -> None:

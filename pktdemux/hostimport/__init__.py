@@ -9,13 +9,14 @@ files is :mod:`pktdemux.cli_host`'s job.
 * :func:`build_host` (:mod:`.table`): sockets → a table Linux accepts, with
   the reasons for every guess.
 * :func:`infer_host` (:mod:`.infer`): capture records → the same, from the
-  host's replies.
+  host's replies; :func:`stack_signs`: what one reply says of the stack
+  that sent it (Linux or not).
 * :func:`render` (:mod:`.writer`): → host-file text (TOML with comments).
 """
 
 from __future__ import annotations
 
-from .infer import infer_host
+from .infer import infer_host, stack_signs
 from .model import Imported, Observed
 from .procnet import IpAddresses, parse_ip_addr_json, parse_proc_net
 from .ss import Listing, parse_ss
@@ -33,4 +34,5 @@ __all__ = [
     "parse_proc_net",
     "parse_ss",
     "render",
+    "stack_signs",
 ]

@@ -10,7 +10,12 @@ out.  The rules, for packets of the host (``addresses``):
   another address of the same family: then to each address that answered.
 * UDP: a port that answered a datagram (the host sent from it to the
   sender after receiving) was open: an unconnected socket; one that
-  answered with ICMP port unreachable was closed.
+  answered with ICMP port unreachable was closed.  A port that was open
+  (or that the host sent from first: an implicit bind) and later answers
+  with ICMP port unreachable was closed in between: its socket gets a close
+  time (``closed``), midway between the last packet that shows it open (one
+  the host sent from it, or one it received without an ICMP error) and the
+  datagram that found it closed (:meth:`_Collector._close_time`).
 * Connections in progress when the capture starts (their first packet is
   not a SYN, nor a RST, and the host sent something other than a RST in
   them) become ESTABLISHED sockets.  Connections the host
@@ -71,7 +76,8 @@ MAX_LISTED = 5
 
 
 class RecordLike(Protocol):
-    """What inference reads from a capture record."""
+    """What inference reads from a capture record (and ``time``, seconds
+    since the epoch, when it has one: socket lifetimes need it)."""
 
     n: int
     linktype: int
@@ -91,6 +97,7 @@ class _Pkt:
     mac: bytes = b""
     ip_id: int = 0
     df: int = 0
+    time: float | None = None
 
 
 @dataclass
@@ -166,7 +173,7 @@ def _parse(record: RecordLike) -> _Pkt | None:
             return None
         end = min(len(ip), total) if total >= ihl else len(ip)
         return _Pkt(record.n, 4, ip[12:16], ip[16:20], ip[8], ip[9], ip[ihl:end], ip[1], _link_source(record),
-                    struct.unpack_from("!H", ip, 4)[0], ip[6] >> 6 & 1)
+                    struct.unpack_from("!H", ip, 4)[0], ip[6] >> 6 & 1, getattr(record, "time", None))
     if version == 6 and len(ip) >= 40:
         nxt, offset = ip[6], 40
         end = min(len(ip), 40 + struct.unpack_from("!H", ip, 4)[0])
@@ -180,7 +187,8 @@ def _parse(record: RecordLike) -> _Pkt | None:
             else:
                 break
         tclass = ((ip[0] & 0x0F) << 4) | (ip[1] >> 4)
-        return _Pkt(record.n, 6, ip[8:24], ip[24:40], ip[7], nxt, ip[offset:end], tclass, _link_source(record))
+        return _Pkt(record.n, 6, ip[8:24], ip[24:40], ip[7], nxt, ip[offset:end], tclass, _link_source(record),
+                    time=getattr(record, "time", None))
     return None
 
 
@@ -271,6 +279,55 @@ def _is_kernel_reply(p: _Pkt) -> bool:
     if (p.family, p.proto) in ((4, 1), (6, 58)) and p.l4:
         return p.l4[0] in _ICMP_REPLIES[p.family]
     return False
+
+
+#: Initial TTLs (and hop limits) stacks start from; Linux's is 64.
+_INITIAL_TTLS = (32, 64, 128, 255)
+
+
+class _Raw:
+    """An IP packet as a record (LINKTYPE_RAW), for :func:`_parse`."""
+
+    __slots__ = ("frame",)
+    n = 0
+    linktype = 101
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame = frame
+
+
+def stack_signs(ip: bytes) -> tuple[list[str], list[str]]:
+    """What one kernel-made reply (an IPv4/IPv6 packet) says about the stack
+    that sent it: (signs of Linux, signs against), each a short phrase.
+
+    The rules the caveats of :func:`infer_host` rest on: the initial TTL or
+    hop limit (the next of 32, 64, 128, 255 at or above the one seen; Linux
+    starts at 64, so do the BSDs, hence a weak sign); IPv4 SYN-ACKs and RSTs
+    with DF and ID 0 (ip_select_ident_segs); SYN-ACK options in
+    tcp_options_write's order (MSS, SACK-permitted and timestamps, window
+    scale); ICMPv4 errors with precedence 0xc0 (icmp_send).  A packet that is
+    not a kernel-made reply gives only its TTL.
+    """
+    p = _parse(_Raw(ip))
+    if p is None:
+        return [], []
+    signs: tuple[list[str], list[str]] = ([], [])
+    initial = next((t for t in _INITIAL_TTLS if p.ttl <= t), 255)
+    signs[initial != 64].append(f"{'TTL' if p.family == 4 else 'hop limit'} from {initial}")
+    seg = _tcp(p)
+    if seg is not None:
+        flags, opts = seg[2], seg[6]
+        synack = flags & (_SYN | _ACK) == _SYN | _ACK
+        if p.family == 4 and (synack or flags & _RST):
+            signs[not (p.ip_id == 0 and p.df)].append(
+                f"{'SYN-ACK' if synack else 'RST'} {'with' if p.df else 'without'} DF, ID "
+                f"{'0' if p.ip_id == 0 else 'not 0'}")
+        if synack:
+            linux = _linux_layout(p.l4[20:(p.l4[12] >> 4) * 4], opts)
+            signs[not linux].append(f"SYN-ACK options in {'Linux' if linux else 'another'} order")
+    elif p.family == 4 and p.proto == 1 and len(p.l4) >= 8 and p.l4[0] in (3, 11, 12):
+        signs[p.tos & 0xE0 != 0xC0].append(f"ICMP error with TOS {p.tos:#04x}")
+    return signs
 
 
 def _busiest_responder(packets: list[_Pkt]) -> tuple[Address | None, str]:
@@ -463,6 +520,10 @@ class _Collector:
         self.udp_open: dict[_Key, _Evidence] = defaultdict(_Evidence)
         self.udp_closed: dict[_Key, _Evidence] = defaultdict(_Evidence)
         self.udp_unanswered: dict[_Key, _Evidence] = defaultdict(_Evidence)
+        #: per (family, local port): the host's UDP packets in capture order,
+        #: (packet, time, what): "sent" from the port, "received" to it, or
+        #: "unreachable" (the host's ICMP port unreachable for it)
+        self.udp_timeline: dict[tuple[int, int], list[tuple[int, float | None, str]]] = defaultdict(list)
         self.ttl: dict[int, Counter[int]] = {4: Counter(), 6: Counter()}
         self.ttl_packets: dict[tuple[int, int], list[int]] = defaultdict(list)
         self.synacks: list[tuple[int, int, int, dict[str, int]]] = []  # n, family, window, options
@@ -529,6 +590,9 @@ class _Collector:
 
     def _udp(self, p: _Pkt, src_local: bool, dst_local: bool) -> None:
         sport, dport = struct.unpack_from("!HH", p.l4)
+        if src_local != dst_local:
+            port = sport if src_local else dport
+            self.udp_timeline[(p.family, port)].append((p.n, p.time, "sent" if src_local else "received"))
         flow = (p.family, p.src, sport, p.dst, dport)
         rev = (p.family, p.dst, dport, p.src, sport)
         if rev in self.flows_first:
@@ -557,14 +621,60 @@ class _Collector:
         else:
             return
         if len(udp) == 8 and self.is_local(quoted.dst):
-            self.udp_closed[(p.family, quoted.dst, struct.unpack_from("!H", udp, 2)[0])].add(p.n)
+            port = struct.unpack_from("!H", udp, 2)[0]
+            self.udp_closed[(p.family, quoted.dst, port)].add(p.n)
+            self.udp_timeline[(p.family, port)].append((p.n, p.time, "unreachable"))
 
     # results
     def sockets(self) -> list[Observed]:
         result: list[Observed] = []
         result += self._listeners(Proto.TCP, self.listening, self.refused, LISTEN, "answered a SYN with a SYN-ACK")
         result += self._listeners(Proto.UDP, self.udp_open, self.udp_closed, UNCONN, "answered datagrams")
+        result += self._implicit_closed({(f, p) for f, _, p in self.udp_open})
         result += self._in_progress()
+        return result
+
+    def _close_time(self, family: int, port: int) -> tuple[float, str] | None:
+        """When the UDP socket on ``port`` was closed, and why: midway between
+        the last packet that shows it open and the first datagram it answered
+        with ICMP port unreachable; None without such evidence (or times).
+
+        The socket must have shown itself open first; a datagram received
+        without an ICMP error counts as open (Linux answers every datagram
+        to a closed port, rate limit aside).
+        """
+        timeline = self.udp_timeline.get((family, port), [])
+        first = next((i for i, (_, _, what) in enumerate(timeline) if what == "unreachable"), None)
+        if first is None:
+            return None
+        received = [i for i in range(first) if timeline[i][2] == "received"]
+        if not received or received[-1] == 0:
+            return None
+        (alive_n, alive_time, _), (found_n, found_time, _) = timeline[received[-1] - 1], timeline[received[-1]]
+        if alive_time is None or found_time is None or found_time <= alive_time:
+            return None
+        closed = (alive_time + found_time) / 2
+        return closed, (f"closed = {closed:.6f}: open at packet {alive_n}, closed by packet {found_n}, which drew "
+                        f"ICMP port unreachable (packet {timeline[first][0]}); the close time is midway")
+
+    def _implicit_closed(self, listed: set[tuple[int, int]]) -> list[Observed]:
+        """Sockets the host bound by sending from a port (no entry needed:
+        the replay binds them) that were closed later: they need an entry
+        for their close time."""
+        result = []
+        for (family, port), timeline in self.udp_timeline.items():
+            if (family, port) in listed or not timeline or timeline[0][2] != "sent":
+                continue
+            lifetime = self._close_time(family, port)
+            if lifetime is None:
+                continue
+            closed, why = lifetime
+            obs = Observed(proto=Proto.UDP, family=family, address=bytes(4 if family == 4 else 16), port=port,
+                           state=UNCONN, where=f"port {port}", closed=closed)
+            obs.notes.append(f"bound by the host's first datagram from it (packet {timeline[0][0]}: an implicit "
+                             f"bind); {why}")
+            obs.notes.append("A host file cannot say when a socket was opened: this one exists from the start.")
+            result.append(obs)
         return result
 
     def _listeners(self, proto: Proto, open_: dict[_Key, _Evidence], closed: dict[_Key, _Evidence],
@@ -591,6 +701,10 @@ class _Collector:
                 obs = Observed(proto=proto, family=family, address=addr, port=port, state=state,
                                where=f"port {port}")
                 obs.notes.append(f"{what}: {packets.text()}")
+                lifetime = self._close_time(family, port) if proto is Proto.UDP and not refused_here else None
+                if lifetime is not None:
+                    obs.closed = lifetime[0]
+                    obs.notes.append(lifetime[1])
                 if refused_here:
                     obs.notes.append("bound to the address that answered: the same port was refused on "
                                      + ", ".join(format_addr(a) for a in refused_here))

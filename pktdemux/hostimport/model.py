@@ -47,6 +47,8 @@ class Observed:
         notes: evidence and caveats, written as comments above the socket.
         flags: socket options the importer found necessary (``"reuseaddr"``,
             ``"reuseport"``).
+        closed: capture time at which the socket was closed (the host file's
+            ``closed``), None when it lives through the source.
     """
 
     proto: Proto
@@ -64,6 +66,7 @@ class Observed:
     where: str = ""
     notes: list[str] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
+    closed: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

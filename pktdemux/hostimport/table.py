@@ -334,4 +334,5 @@ def _spec(o: Observed) -> SocketSpec:
         process=o.process,
         pid=o.pid,
         uid=o.uid or 0,
+        closed=o.closed,
     )

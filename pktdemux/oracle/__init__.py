@@ -19,19 +19,22 @@ from .errors import OracleError, OracleUnavailable
 from .noise import is_background_noise
 from .result import (
     Accepted,
+    CallResult,
     ConnectionState,
     Datagram,
     OracleResult,
     PacketResult,
     Reply,
     SocketReport,
+    TableEntry,
 )
 from .runner import check_available, run_scenario
-from .scenario import HostSetup, Injection, Scenario, SocketSetup
+from .scenario import HostSetup, Injection, Scenario, SocketCall, SocketSetup
 from .segments import final_ack
 
 __all__ = [
     "Accepted",
+    "CallResult",
     "ConnectionState",
     "Datagram",
     "HostSetup",
@@ -42,8 +45,10 @@ __all__ = [
     "PacketResult",
     "Reply",
     "Scenario",
+    "SocketCall",
     "SocketReport",
     "SocketSetup",
+    "TableEntry",
     "check_available",
     "final_ack",
     "is_background_noise",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import OracleError
-from .scenario import SocketSetup, parse_endpoint
+from .scenario import SocketCall, SocketSetup, parse_endpoint
 from .segments import SYN, build_segment, mss_option, parse_tcp
 from .tun import TunDevice
 
@@ -29,6 +29,14 @@ HANDSHAKE_TIMEOUT = 1.0
 
 _SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 _IPV6_V6ONLY = getattr(socket, "IPV6_V6ONLY", 26)
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+
+#: TCP states by number (include/net/tcp_states.h), as
+#: :class:`pktdemux.sockets.TcpState` member names.
+TCP_STATES = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+    7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "SYN_RECV",
+}
 
 
 @dataclass(slots=True)
@@ -122,6 +130,8 @@ class SocketTable:
         self.sockets: list[HostSocket] = []
         #: packets the kernel sent during handshakes that were not SYN-ACKs
         self.stray: list[bytes] = []
+        #: sockets made by ``connect`` calls, by name
+        self.clients: dict[str, socket.socket] = {}
 
     def create(self, setups: Sequence[SocketSetup]) -> None:
         """Create every socket in order.  A failing bind/listen/connect is
@@ -249,6 +259,66 @@ class SocketTable:
             time.sleep(0.001)
         raise OracleError(f"the handshake from {peer}:{pport} completed but accept() got nothing")
 
+    def call(self, call: SocketCall) -> dict[str, Any]:
+        """Carry out ``call`` (see :class:`~pktdemux.oracle.scenario.SocketCall`);
+        returns its result in :class:`~pktdemux.oracle.result.CallResult`
+        shape, without index, time and replies.
+
+        Raises:
+            OracleError: no socket of that name, or it was closed before.
+        """
+        result: dict[str, Any] = {"socket": call.socket, "call": call.call}
+        if call.call == "connect":
+            sock = self._connect(call, result)
+        else:
+            sock = self._named(call.socket)
+            try:
+                if call.call == "close":
+                    self._forget(call.socket)
+                    sock.close()
+                elif call.call == "shutdown_wr":
+                    sock.shutdown(socket.SHUT_WR)
+                elif call.call == "recv":
+                    data, result["error"] = _drain(sock)
+                    result["data"] = data.hex()
+                elif call.call == "status":
+                    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    result["so_error"] = errno.errorcode.get(error, str(error)) if error else None
+            except OSError as exc:
+                result["error"] = errno.errorcode.get(exc.errno or 0, str(exc))
+        if sock.fileno() >= 0 and sock.type == socket.SOCK_STREAM:
+            result["state"] = TCP_STATES.get(sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 8)[0])
+        if call.call == "status":
+            result["table"] = tcp_table()  # ~10 ms: reading /proc walks the whole hash table
+        return result
+
+    def _connect(self, call: SocketCall, result: dict[str, Any]) -> socket.socket:
+        addr, port, version = parse_endpoint(call.peer or "")
+        sock = socket.socket(socket.AF_INET if version == 4 else socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        self.clients[call.socket] = sock
+        code = sock.connect_ex((addr, port))
+        if code:
+            result["error"] = errno.errorcode.get(code, str(code))
+        local = sock.getsockname()
+        result["local"] = [_plain(local[0]), local[1]]
+        return sock
+
+    def _named(self, name: str) -> socket.socket:
+        sock = self.clients.get(name)
+        if sock is None:
+            sock = next((e.sock for e in self.sockets if e.setup.display_name == name), None)
+        if sock is None:
+            raise OracleError(f"socket call on {name!r}: no such open socket")
+        return sock
+
+    def _forget(self, name: str) -> None:
+        """The application closes ``name``: nothing is read from it at the end."""
+        self.clients.pop(name, None)
+        for entry in self.sockets:
+            if entry.setup.display_name == name:
+                entry.sock = None
+
     def collect(self) -> list[dict[str, Any]]:
         """What each socket received, read without blocking, as JSON-ready dicts
         in :class:`~pktdemux.oracle.result.SocketReport` shape.
@@ -295,6 +365,37 @@ class SocketTable:
             data, error = _drain(sock)
             report["data"], report["recv_error"] = data.hex(), error
         return report
+
+
+def tcp_table() -> list[dict[str, Any]]:
+    """Every TCP socket of the namespace (/proc/net/tcp and tcp6: listeners,
+    connections, orphans, TIME_WAIT entries, requests) in
+    :class:`~pktdemux.oracle.result.TableEntry` shape."""
+    entries = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            (local, lport), (remote, rport) = (_proc_endpoint(t) for t in fields[1:3])
+            entries.append({"local": local, "lport": lport, "remote": remote, "rport": rport,
+                            "state": TCP_STATES.get(int(fields[3], 16), fields[3])})
+    return entries
+
+
+def _proc_endpoint(text: str) -> tuple[str, int]:
+    """``0100000A:0050`` → ("10.0.0.1", 80): the address is in 32-bit words
+    of host (little-endian) order."""
+    addr, port = text.split(":")
+    raw = bytes.fromhex(addr)
+    packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(packed)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip), int(port, 16)
 
 
 def _drain(sock: socket.socket) -> tuple[bytes, str | None]:

@@ -18,8 +18,8 @@ from typing import Any
 
 from .errors import OracleError
 from .host_sockets import SocketTable
-from .scenario import Scenario
-from .segments import final_ack, parse_tcp, rebase_ack
+from .scenario import Injection, Scenario
+from .segments import final_ack, parse_tcp, quoted_flow, rebase_ack, rebase_quoted_seq
 from .tun import QUIET_IPV6, SetupError, TunDevice, write_sysctls
 
 EXIT_SETUP = 3
@@ -45,43 +45,90 @@ def _setup(scenario: Scenario) -> tuple[TunDevice, SocketTable]:
     return tun, table
 
 
-def _isn_for(packet: bytes, connections: list[dict[str, Any]]) -> int:
-    """The local ISN of the connection ``packet`` (from the peer) belongs to."""
-    view = parse_tcp(packet)
-    for conn in connections:
-        if view is not None and (str(ipaddress.ip_address(view.src)), view.sport, view.dport) == (
-                conn["peer"], conn["pport"], conn["lport"]):
-            return int(conn["local_isn"])
-    raise OracleError("ack_from_isn on a packet of no ESTABLISHED connection", packet.hex())
+def _isn_for(flow: tuple[str, int, int] | None, flows: list[dict[str, Any]], packet: bytes) -> int:
+    """The local ISN of the connection ``flow`` (peer, peer port, local
+    port): an ESTABLISHED one the oracle set up or one a ``connect`` call
+    started."""
+    if flow is not None:
+        for conn in flows:
+            if flow == (conn["peer"], conn["pport"], conn["lport"]):
+                return int(conn["local_isn"])
+    raise OracleError("ack_from_isn/quote_from_isn on a packet of no known connection", packet.hex())
 
 
-def _inject(tun: TunDevice, scenario: Scenario,
-            connections: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
-    """Inject every packet at its offset; per packet, the replies read
-    until the next injection (the last: until ``settle`` has passed)."""
+def _rebased(injection: Injection, flows: list[dict[str, Any]]) -> bytes:
+    """The injection's bytes, its ACK or quoted sequence number counted
+    from the connection's ISN when it asks for that."""
+    packet = injection.packet
+    if injection.ack_from_isn:
+        view = parse_tcp(packet)
+        flow = None if view is None else (str(ipaddress.ip_address(view.src)), view.sport, view.dport)
+        packet = rebase_ack(packet, _isn_for(flow, flows, packet))
+    if injection.quote_from_isn:
+        quoted = quoted_flow(packet)
+        flow = None if quoted is None else (str(ipaddress.ip_address(quoted[2])), quoted[3], quoted[1])
+        packet = rebase_quoted_seq(packet, _isn_for(flow, flows, packet))
+    return packet
+
+
+def _client_isn(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A connect call's flow and the ISN of its SYN, once the SYN was read."""
+    if entry.get("call") != "connect" or not entry.get("local"):
+        return None
+    lport = entry["local"][1]
+    for reply in entry["replies"]:
+        view = parse_tcp(bytes.fromhex(reply["hex"]))
+        if view is not None and view.sport == lport and view.flags & 0x12 == 0x02:
+            entry["isn"] = view.seq
+            return {"peer": str(ipaddress.ip_address(view.dst)), "pport": view.dport, "lport": lport,
+                    "local_isn": view.seq}
+    return None
+
+
+def _inject(tun: TunDevice, scenario: Scenario, table: SocketTable,
+            connections: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
+    """Carry out every step at its offset: inject a packet, or make a socket
+    call.  Per step, the replies read until the next step (the last: until
+    ``settle`` has passed)."""
     base = time.monotonic() + LEAD_IN
-    results: list[dict[str, Any]] = []
-    packets = scenario.packets
-    for i, injection in enumerate(packets):
-        if results:
-            results[-1]["replies"].extend(_stamp(tun.read_until(base + injection.offset), base))
-        else:
-            tun.read_until(base + injection.offset)
-        packet = injection.packet
-        if injection.ack_from_isn:
-            packet = rebase_ack(packet, _isn_for(packet, connections))
+    packets: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    flows = list(connections)
+    steps = scenario.steps()
+    offsets = [scenario.packets[i].offset if kind == "packet" else scenario.calls[i].offset for kind, i in steps]
+    last: dict[str, Any] | None = None
+
+    def read_until(deadline: float) -> None:
+        got = tun.read_until(deadline)
+        if last is not None:
+            last["replies"].extend(_stamp(got, base))
+            if "isn" not in last:
+                flow = _client_isn(last)
+                if flow is not None:
+                    flows.append(flow)
+
+    for n, (kind, i) in enumerate(steps):
+        read_until(base + offsets[n])
+        if kind == "call":
+            at = time.monotonic() - base
+            entry = {"index": i, "at": at, **table.call(scenario.calls[i]), "replies": []}
+            calls.append(entry)
+            last = entry
+            continue
+        injection = scenario.packets[i]
+        packet = _rebased(injection, flows)
         tun.write(packet)
         entry = {"index": i, "sent_at": time.monotonic() - base, "hex": packet.hex(),
                  "replies": [], "followup": None}
-        results.append(entry)
+        packets.append(entry)
+        last = entry
         if injection.complete_handshake:
             limit = time.monotonic() + HANDSHAKE_WAIT
-            if i + 1 < len(packets):
-                limit = min(limit, base + packets[i + 1].offset)
+            if n + 1 < len(steps):
+                limit = min(limit, base + offsets[n + 1])
             _complete_handshake(tun, packet, entry, limit, base)
-    if results:
-        results[-1]["replies"].extend(_stamp(tun.read_until(time.monotonic() + scenario.settle), base))
-    return results, base
+    read_until(time.monotonic() + scenario.settle)
+    return packets, calls, base
 
 
 def _complete_handshake(tun: TunDevice, syn: bytes, entry: dict[str, Any], limit: float, base: float) -> None:
@@ -115,7 +162,7 @@ def run(scenario: Scenario) -> dict[str, Any]:
     early = [packet.hex() for _, packet in tun.read_ready()] + [p.hex() for p in table.stray]
     setup_seconds = time.monotonic() - started
     connections = [s.connection for s in table.sockets if s.connection is not None]
-    packets, base = _inject(tun, scenario, connections)
+    packets, calls, base = _inject(tun, scenario, table, connections)
     result = {
         "name": scenario.name,
         "interface": tun.name,
@@ -126,6 +173,7 @@ def run(scenario: Scenario) -> dict[str, Any]:
         "early": early,
         "setup_seconds": setup_seconds,
         "run_seconds": time.monotonic() - base,
+        "calls": calls,
     }
     tun.close()
     return result

@@ -1,7 +1,8 @@
 """What the real kernel did with a scenario: per injected packet the packets
 it transmitted, and what the sockets received.
 
-Times are seconds after the first injection.  Addresses are text as the
+Times are seconds after the first injection.  Replies go with the step
+(an injected packet or a socket call) they follow.  Addresses are text as the
 kernel reports them (an AF_INET6 socket sees an IPv4 peer as
 ``::ffff:a.b.c.d``).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,66 @@ class ConnectionState:
 
 
 @dataclass(frozen=True, slots=True)
+class CallResult:
+    """What one :class:`~pktdemux.oracle.scenario.SocketCall` did.
+
+    Attributes:
+        index: position of the call in the scenario.
+        at: when the call was made (seconds after the first injection).
+        socket, call: as in the scenario.
+        error: the errno name the call failed with (``"EINPROGRESS"`` for a
+            connect), else None.
+        state: the socket's TCP state afterwards (TCP_INFO, TcpState member
+            names), or None when the application no longer has the socket
+            (after close()).
+        so_error: the errno name SO_ERROR held, read (so cleared) by a
+            ``status`` call; None when it held 0 or for other calls.
+        local: (address, port) of the socket after a connect.
+        data: what a ``recv`` read (its ``error`` is ``"EOF"`` after the
+            peer's FIN).
+        isn: the ISN of the SYN a connect sent, else None.
+        table: for a ``status`` call, the namespace's TCP table (listeners
+            included), in /proc order; else empty.
+        replies: what the kernel transmitted after the call and before the
+            next step (or before the settle time ran out).
+    """
+
+    index: int
+    at: float
+    socket: str
+    call: str
+    error: str | None = None
+    state: str | None = None
+    so_error: str | None = None
+    local: tuple[str, int] | None = None
+    data: bytes = b""
+    isn: int | None = None
+    table: tuple[TableEntry, ...] = ()
+    replies: tuple[Reply, ...] = ()
+
+    @property
+    def reply_bytes(self) -> tuple[bytes, ...]:
+        """The replies' bytes."""
+        return tuple(r.packet for r in self.replies)
+
+    def entry(self, lport: int, rport: int) -> TableEntry | None:
+        """The table line with these ports, or None when it has none."""
+        return next((e for e in self.table if (e.lport, e.rport) == (lport, rport)), None)
+
+
+class TableEntry(NamedTuple):
+    """One line of the namespace's TCP table (/proc/net/tcp, /proc/net/tcp6):
+    addresses as text (``::ffff:a.b.c.d`` shown as ``a.b.c.d``), the state
+    in :class:`pktdemux.sockets.TcpState` member names (``"TIME_WAIT"``)."""
+
+    local: str
+    lport: int
+    remote: str
+    rport: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class OracleResult:
     """Everything the real kernel did with one scenario.
 
@@ -140,6 +201,7 @@ class OracleResult:
             (before the first injection), other than handshake SYN-ACKs.
         setup_seconds, run_seconds: time spent creating the namespace and
             sockets, and injecting.
+        calls: one result per socket call, in order.
     """
 
     name: str
@@ -151,6 +213,7 @@ class OracleResult:
     early: tuple[bytes, ...]
     setup_seconds: float
     run_seconds: float
+    calls: tuple[CallResult, ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OracleResult:
@@ -184,6 +247,17 @@ class OracleResult:
             ConnectionState(**{**c, "handshake": tuple(bytes.fromhex(h) for h in c["handshake"])})
             for c in data["connections"]
         )
+        calls = tuple(
+            CallResult(
+                index=c["index"], at=c["at"], socket=c["socket"], call=c["call"], error=c.get("error"),
+                state=c.get("state"), so_error=c.get("so_error"),
+                local=(c["local"][0], int(c["local"][1])) if c.get("local") else None,
+                data=bytes.fromhex(c.get("data") or ""), isn=c.get("isn"),
+                table=tuple(TableEntry(**e) for e in c.get("table") or ()),
+                replies=tuple(Reply(r["at"], bytes.fromhex(r["hex"])) for r in c.get("replies") or ()),
+            )
+            for c in data.get("calls") or ()
+        )
         return cls(
             name=data.get("name", ""),
             interface=data["interface"],
@@ -194,4 +268,5 @@ class OracleResult:
             early=tuple(bytes.fromhex(h) for h in data.get("early", ())),
             setup_seconds=data["setup_seconds"],
             run_seconds=data["run_seconds"],
+            calls=calls,
         )

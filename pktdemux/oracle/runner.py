@@ -60,13 +60,13 @@ def run_scenario(scenario: Scenario, *, timeout: float | None = None, python: st
         OracleError: the helper failed or timed out while running the scenario.
     """
     check_available()
-    duration = (scenario.packets[-1].offset if scenario.packets else 0.0) + scenario.settle
+    duration = scenario.duration + scenario.settle
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     command = ["unshare", "-n", python or sys.executable, "-m", "pktdemux.oracle.netns"]
     try:
         proc = subprocess.run(
-            command, input=json.dumps(scenario.to_json()), capture_output=True, text=True,
+            command, check=False, input=json.dumps(scenario.to_json()), capture_output=True, text=True,
             timeout=timeout if timeout is not None else duration + OVERHEAD_TIMEOUT, env=env,
         )
     except subprocess.TimeoutExpired:

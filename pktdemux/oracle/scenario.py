@@ -10,6 +10,7 @@ the emulation are set up from one source.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -213,34 +214,98 @@ class Injection:
             host's ESTABLISHED connection of the same 4-tuple (set up by the
             oracle); the oracle adds that ISN before injecting.  The result
             shows the bytes really injected.
+        quote_from_isn: the packet is an ICMP/ICMPv6 error quoting a TCP
+            segment of the host: the quoted sequence number counts from the
+            ISN of that connection (an ESTABLISHED one, or one a ``connect``
+            call started); the oracle adds the ISN and fixes the checksum.
     """
 
     offset: float
     packet: bytes
     complete_handshake: bool = False
     ack_from_isn: bool = False
+    quote_from_isn: bool = False
+
+
+#: What a :class:`SocketCall` can do.
+CALLS = ("close", "shutdown_wr", "connect", "recv", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class SocketCall:
+    """A socket operation the host's application makes between injections.
+
+    Attributes:
+        offset: seconds after the first injection; at an offset shared with
+            an injection, the call comes after it.
+        socket: the host socket's display name, or for ``connect`` the name
+            the new socket gets.
+        call: ``"close"`` (close()), ``"shutdown_wr"`` (shutdown(SHUT_WR)),
+            ``"connect"`` (a new non-blocking TCP socket, unbound, connect()ed
+            to ``peer``: the kernel picks the source port), ``"recv"`` (read
+            what is queued, without blocking) or ``"status"`` (nothing done:
+            the socket's SO_ERROR and TCP state are read).
+        peer: ``address:port`` for ``connect``.
+
+    Every call's result (:class:`~pktdemux.oracle.result.CallResult`) also
+    holds the socket's TCP state afterwards; a ``status`` call's, the
+    namespace's whole TCP table (reading it takes ~10 ms, during which the
+    oracle reads no packet: leave time before the next step).
+    """
+
+    offset: float
+    socket: str
+    call: str
+    peer: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.call not in CALLS:
+            raise ValueError(f"unknown socket call {self.call!r} (one of {', '.join(CALLS)})")
+        if (self.call == "connect") != (self.peer is not None):
+            raise ValueError("connect, and only connect, takes a peer")
+        if self.peer is not None:
+            parse_endpoint(self.peer)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the helper process's input)."""
+        return {"offset": self.offset, "socket": self.socket, "call": self.call, "peer": self.peer}
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """A host and the packets it receives.
+    """A host, the packets it receives and what its application does.
 
     Attributes:
         host: the namespace's configuration.
         packets: the injections, in time order.
-        settle: seconds to keep listening after the last injection.
+        settle: seconds to keep listening after the last step.
         name: shown in reports.
+        calls: socket operations between the injections, in time order.
     """
 
     host: HostSetup
     packets: tuple[Injection, ...]
     settle: float = 0.05
     name: str = ""
+    calls: tuple[SocketCall, ...] = ()
 
     def __post_init__(self) -> None:
-        offsets = [p.offset for p in self.packets]
-        if any(b < a for a, b in zip(offsets, offsets[1:])) or any(o < 0 for o in offsets):
-            raise ValueError("injection offsets must be non-negative and non-decreasing")
+        for what, offsets in (("injection", [p.offset for p in self.packets]),
+                              ("socket call", [c.offset for c in self.calls])):
+            if any(b < a for a, b in itertools.pairwise(offsets)) or any(o < 0 for o in offsets):
+                raise ValueError(f"{what} offsets must be non-negative and non-decreasing")
+
+    def steps(self) -> list[tuple[str, int]]:
+        """Injections and calls in the order they happen: ``("packet", i)``
+        or ``("call", j)``, a call after the injections of its offset."""
+        order = [(p.offset, 0, i) for i, p in enumerate(self.packets)]
+        order += [(c.offset, 1, j) for j, c in enumerate(self.calls)]
+        return [("call" if kind else "packet", index) for _, kind, index in sorted(order)]
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first step to the last one."""
+        return max([p.offset for p in self.packets[-1:]] + [c.offset for c in self.calls[-1:]] + [0.0])
 
     @classmethod
     def evenly_spaced(
@@ -263,9 +328,10 @@ class Scenario:
             "host": self.host.to_json(),
             "packets": [
                 {"offset": p.offset, "hex": p.packet.hex(), "complete_handshake": p.complete_handshake,
-                 "ack_from_isn": p.ack_from_isn}
+                 "ack_from_isn": p.ack_from_isn, "quote_from_isn": p.quote_from_isn}
                 for p in self.packets
             ],
+            "calls": [c.to_json() for c in self.calls],
         }
 
     @classmethod
@@ -275,9 +341,10 @@ class Scenario:
             HostSetup.from_json(data["host"]),
             tuple(
                 Injection(float(p["offset"]), bytes.fromhex(p["hex"]), bool(p.get("complete_handshake")),
-                          bool(p.get("ack_from_isn")))
+                          bool(p.get("ack_from_isn")), bool(p.get("quote_from_isn")))
                 for p in data["packets"]
             ),
             settle=float(data.get("settle", 0.05)),
             name=str(data.get("name", "")),
+            calls=tuple(SocketCall(**c) for c in data.get("calls") or ()),
         )

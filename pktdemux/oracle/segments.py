@@ -10,7 +10,16 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..wire import PROTO_TCP, PROTO_UDP, build_ipv4, build_ipv6, transport_checksum
+from ..wire import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    build_ipv4,
+    build_ipv6,
+    checksum,
+    transport_checksum,
+)
 
 _TCP = struct.Struct("!HHIIBBHHH")
 
@@ -133,6 +142,64 @@ def rebase_ack(packet: bytes, isn: int) -> bytes:
     segment[16:18] = b"\0\0"
     segment[16:18] = transport_checksum(view.src, view.dst, PROTO_TCP, bytes(segment)).to_bytes(2, "big")
     return packet[:l4] + bytes(segment) + packet[end:]
+
+
+def _quoted_tcp_at(packet: bytes) -> tuple[int, int] | None:
+    """(offset of the ICMP message, offset of the quoted TCP header) of an
+    ICMPv4/ICMPv6 error quoting an IPv4/IPv6 TCP segment, else None."""
+    version = packet[0] >> 4 if packet else 0
+    if version == 4 and len(packet) >= 20 and packet[9] == PROTO_ICMP:
+        icmp = (packet[0] & 0x0F) * 4
+        quote = icmp + 8
+        if len(packet) < quote + 20 or packet[quote] >> 4 != 4 or packet[quote + 9] != PROTO_TCP:
+            return None
+        tcp = quote + (packet[quote] & 0x0F) * 4
+    elif version == 6 and len(packet) >= 40 and packet[6] == PROTO_ICMPV6:
+        icmp, quote = 40, 48
+        if len(packet) < quote + 40 or packet[quote] >> 4 != 6 or packet[quote + 6] != PROTO_TCP:
+            return None
+        tcp = quote + 40
+    else:
+        return None
+    return (icmp, tcp) if len(packet) >= tcp + 8 else None
+
+
+def quoted_flow(packet: bytes) -> tuple[bytes, int, bytes, int] | None:
+    """(source, source port, destination, destination port), packed
+    addresses, of the TCP segment an ICMP/ICMPv6 error quotes, else None."""
+    at = _quoted_tcp_at(packet)
+    if at is None:
+        return None
+    icmp, tcp = at
+    if packet[0] >> 4 == 4:
+        src, dst = packet[icmp + 20:icmp + 24], packet[icmp + 24:icmp + 28]
+    else:
+        src, dst = packet[icmp + 16:icmp + 32], packet[icmp + 32:icmp + 48]
+    sport, dport = struct.unpack_from("!HH", packet, tcp)
+    return src, sport, dst, dport
+
+
+def rebase_quoted_seq(packet: bytes, isn: int) -> bytes:
+    """``packet``, an ICMP/ICMPv6 error quoting a TCP segment, with ``isn``
+    added to the quoted sequence number (mod 2**32) and the ICMP checksum
+    recomputed; other packets unchanged.  The quoted TCP checksum is left
+    as it is (Linux reads only the ports and the sequence number)."""
+    at = _quoted_tcp_at(packet)
+    if at is None:
+        return packet
+    icmp, tcp = at
+    buf = bytearray(packet)
+    seq = int.from_bytes(buf[tcp + 4:tcp + 8], "big")
+    buf[tcp + 4:tcp + 8] = ((seq + isn) & 0xFFFFFFFF).to_bytes(4, "big")
+    buf[icmp + 2:icmp + 4] = b"\0\0"
+    if packet[0] >> 4 == 4:
+        end = int.from_bytes(packet[2:4], "big")
+        csum = checksum(bytes(buf[icmp:end]))
+    else:
+        end = 40 + int.from_bytes(packet[4:6], "big")
+        csum = transport_checksum(packet[8:24], packet[24:40], PROTO_ICMPV6, bytes(buf[icmp:end]))
+    buf[icmp + 2:icmp + 4] = csum.to_bytes(2, "big")
+    return bytes(buf)
 
 
 def complete_checksum(packet: bytes) -> bytes:
