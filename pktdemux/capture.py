@@ -25,6 +25,7 @@ Sources: the pcap format (draft-ietf-opsawg-pcap), the pcapng format
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
@@ -167,19 +168,24 @@ class Capture:
         new = tuple.__new__
         start = f.tell()  # of the record being read
         n = 0
-        while True:
-            try:
-                data, meta = read(MAX_CAPLEN)
-            except EOFError:
-                _pcap_end(self.path, f, n + 1, start)
-                return
-            caplen = meta.caplen
-            if caplen > MAX_CAPLEN or len(data) < caplen:
-                raise CaptureError(self.path, f"record {n + 1} at byte {start}", _short_record(caplen, len(data)))
-            n += 1
-            ts_ns = meta.sec * _NS + meta.usec * scale
-            yield new(Record, (n, ts_ns, ts_ns / _NS, linktype, data, meta.wirelen, 0))
-            start += 16 + caplen
+        _SCAPY_LOG.addFilter(_not_a_pcap_warning)
+        try:
+            while True:
+                try:
+                    data, meta = read(MAX_CAPLEN)
+                except EOFError:
+                    _pcap_end(self.path, f, n + 1, start)
+                    return
+                caplen = meta.caplen
+                if caplen > MAX_CAPLEN or len(data) < caplen:
+                    raise CaptureError(self.path, f"record {n + 1} at byte {start}",
+                                       _short_record(caplen, len(data)))
+                n += 1
+                ts_ns = meta.sec * _NS + meta.usec * scale
+                yield new(Record, (n, ts_ns, ts_ns / _NS, linktype, data, meta.wirelen, 0))
+                start += 16 + caplen
+        finally:
+            _SCAPY_LOG.removeFilter(_not_a_pcap_warning)
 
     def close(self) -> None:
         """Close the file."""
@@ -213,6 +219,15 @@ class _ReadErrors:
         except (OSError, EOFError, ValueError, zlib.error) as e:  # gzip and zlib errors included
             self.error = e
             raise
+
+
+#: Scapy's pcap reader logs what it skips here ("Pcap: packet has been
+#: truncated", read errors); while pktdemux reads, CaptureError says it instead.
+_SCAPY_LOG = logging.getLogger("scapy.runtime")
+
+
+def _not_a_pcap_warning(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Pcap: ")
 
 
 def _pcap_end(path: str, f: _ReadErrors, record: int, start: int) -> None:

@@ -48,7 +48,7 @@ class SocketError(PktdemuxError, OSError):
     def __init__(self, err: int, detail: str, *, rule: str = "") -> None:
         message = f"[Errno {err}] {_MESSAGES.get(err, _errno.errorcode.get(err, str(err)))}: {detail}"
         super().__init__(err, message)
-        self.errno = err
+        self.errno: int = err  # never None here, unlike OSError's
         self.detail = detail
         self.rule = rule
 

@@ -51,7 +51,7 @@ def receive(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
     if flags & ACK and seg.ack != (tcb.iss + 1) & MOD32:
         return tcp_listen.receive(kernel, listener, seg)
     if not in_window(seg.seq, seg.end_seq, tcb.rcv_nxt, (tcb.rcv_nxt + tcb.rcv_wnd) & MOD32):
-        replies = ()
+        replies: tuple[bytes, ...] = ()
         if not flags & RST and not oow_rate_limited(kernel, tcb, seg):
             replies = (control_ack(kernel, seg, tcb, tos=seg.pkt.tos & ~_ECN_MASK),)
         return tcp_drop(DropReason.TCP_OVERWINDOW, HANDLER, "segment outside the request's window", replies)

@@ -4,6 +4,7 @@ the malformed ones), hand-made damaged files, and truncation at any byte."""
 from __future__ import annotations
 
 import collections
+import gzip
 import pathlib
 import struct
 
@@ -156,6 +157,29 @@ def test_pcap_cut_inside_record_data(tmp_path: pathlib.Path) -> None:
     offset = 24 + 2 * 16 + len(FRAMES[0]) + len(FRAMES[1])
     assert info.value.position == f"record 3 at byte {offset}"
     assert "26 of 31 bytes" in info.value.reason
+
+
+def test_pcap_cut_is_reported_once(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Scapy logs a record it had to cut short; CaptureError says it instead."""
+    path = write(tmp_path, pcap_bytes(FRAMES)[:-5])
+    with caplog.at_level("DEBUG"), pytest.raises(CaptureError):
+        list(read_capture(path))
+    assert not [r for r in caplog.records if r.name.startswith("scapy")]
+
+
+def test_gzip_read_error_is_reported(tmp_path: pathlib.Path) -> None:
+    """A read error (here the gzip CRC, met when the last block is read) is
+    not taken for the end of the file; the records before it come first."""
+    frames = FRAMES * 1000
+    data = bytearray(gzip.compress(pcap_bytes(frames)))
+    data[-8] ^= 0xFF  # the CRC-32 of the gzip trailer
+    got: list[Record] = []
+    with pytest.raises(CaptureError) as info:
+        got.extend(read_capture(write(tmp_path, bytes(data), "x.pcap.gz")))
+    assert got and [r.frame for r in got] == frames[:len(got)]
+    offset = 24 + sum(16 + len(r.frame) for r in got)
+    assert info.value.position == f"record {len(got) + 1} at byte {offset}"
+    assert "CRC check failed" in info.value.reason
 
 
 def test_pcap_absurd_record_length(tmp_path: pathlib.Path) -> None:
