@@ -443,12 +443,12 @@ def defrag6(kernel: Kernel, pkt: IpPacket) -> Verdict | Reassembled:
     end = offset + len(raw) - fhoff - 8
     pointer = None
     if end > MAX_DATAGRAM:
-        pointer, why = fhoff + 2, f"fragment ends at {end}, past 65535"
+        pointer, problem = fhoff + 2, f"fragment ends at {end}, past 65535"
     elif more and end & 7:
-        pointer, why = _V6_PAYLOAD_LEN_FIELD, "non-last fragment not a multiple of 8 bytes"
+        pointer, problem = _V6_PAYLOAD_LEN_FIELD, "non-last fragment not a multiple of 8 bytes"
     if pointer is not None:
         reply = icmp.send_error6(kernel, pkt, icmp.ICMPV6_PARAMPROB, icmp.ICMPV6_HDR_FIELD, pointer)
-        return drop(DropReason.IP_INHDR, f"{why}: ICMPv6 4/0 pointer {pointer}", replies=icmp.replies(reply),
+        return drop(DropReason.IP_INHDR, f"{problem}: ICMPv6 4/0 pointer {pointer}", replies=icmp.replies(reply),
                     handler=HANDLER6)
     dst = pkt.dst
     scoped = dst[0] == 0xFF or (dst[0] == 0xFE and dst[1] & 0xC0 == 0x80)

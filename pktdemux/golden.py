@@ -80,7 +80,8 @@ def header(spec: HostSpec) -> list[str]:
     doc = host_to_dict(spec)
     lines = [FORMAT, f"profile {PROFILE}"]
     for iface in spec.interfaces:
-        lines.append(f"interface {iface.name} mtu {iface.mtu}")
+        routes = f" initrwnd {iface.initrwnd}" if iface.initrwnd else ""
+        lines.append(f"interface {iface.name} mtu {iface.mtu}{routes}")
     lines += [f"address {a}" for a in doc.get("host", {}).get("addresses", [])]
     for name, value in sorted(doc.get("sysctl", {}).items()):
         shown = " ".join(str(v) for v in value) if isinstance(value, list) else str(value)

@@ -6,6 +6,7 @@
     addresses = ["10.0.0.1/24", "fd00::1/64"]  # the prefix gives the subnet broadcast
     interface = "eth0"                          # optional, default "eth0"; "lo": loopback only
     mtu = 1500                                  # optional, default 1500
+    initrwnd = 10                               # optional: the routes' initrwnd (RTAX_INITRWND)
 
     [sysctl]                                    # optional; Linux names
     "net.ipv4.icmp_ratelimit" = 1000
@@ -67,7 +68,10 @@ _ENDPOINT = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<v4>[^:\[\]]*)):(?P<port>\d{1,
 _TOML_POSITION = re.compile(r"\s*\(at (line \d+), column \d+\)|\s*\(at (end of document)\)")
 
 _TOP_KEYS = ("host", "sysctl", "sockets")
-_HOST_KEYS = ("addresses", "interface", "mtu")
+_HOST_KEYS = ("addresses", "interface", "mtu", "initrwnd")
+#: ``ip route ... initrwnd N`` takes any u32; a window of more than 65535 MSS
+#: is no cap at all (tcp_select_initial_window multiplies it by the MSS).
+MAX_INITRWND = 65535
 _SOCKET_KEYS = ("name", "label", "listen", "peer", "reuseport", "reuseaddr", "v6only",
                 "device", "process", "pid", "uid", "closed")
 
@@ -241,7 +245,11 @@ def _interface(host: Mapping[str, Any]) -> Interface:
         if addr in parsed:
             raise _Invalid(where, f"{text} is listed twice")
         parsed.append(addr)
-    return Interface(name, parsed, mtu)
+    # initrwnd: the initrwnd metric of the routes out of the device (its
+    # on-link prefixes and the default routes): caps a new connection's
+    # initial window at N x MSS; 0 = not set (tcp_select_initial_window)
+    initrwnd = _integer(host.get("initrwnd", 0), "host.initrwnd", 0, MAX_INITRWND)
+    return Interface(name, parsed, mtu, initrwnd=initrwnd)
 
 
 def _sysctls(table: Mapping[str, Any]) -> dict[str, SysctlValue]:
@@ -378,6 +386,8 @@ def host_to_dict(spec: HostSpec) -> dict[str, Any]:
             host["interface"] = iface.name
         if iface.mtu != base.mtu:
             host["mtu"] = iface.mtu
+        if iface.initrwnd:
+            host["initrwnd"] = iface.initrwnd
         doc["host"] = host
     if spec.sysctl:
         doc["sysctl"] = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.sysctl.items()}
@@ -426,7 +436,7 @@ def build_kernel(spec: HostSpec, seed: int = 0) -> Kernel:
             ``sockets[1] (api): bind tcp://0.0.0.0:80: EADDRINUSE: overlaps
             tcp://[::]:80 (dual-stack), spec §7.2``.
     """
-    interfaces = [Interface(i.name, list(i.addresses), i.mtu) for i in spec.interfaces]
+    interfaces = [Interface(i.name, list(i.addresses), i.mtu, initrwnd=i.initrwnd) for i in spec.interfaces]
     kernel = Kernel(interfaces, Sysctls(dict(spec.sysctl)), seed=seed)
     for i, entry in enumerate(spec.sockets):
         position = f"sockets[{i}]" + (f" ({entry.name})" if entry.name else "")

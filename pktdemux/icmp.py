@@ -162,22 +162,27 @@ def send_error4(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
     """
     what = f"ICMP {type_}/{code}"
     if pkt.route is not RouteType.LOCAL and pkt.route is not RouteType.UNREACHABLE:
-        return _not_sent(kernel, what, f"the destination is {pkt.route.value}", "__icmp_send; spec §5.1")
+        _not_sent(kernel, what, f"the destination is {pkt.route.value}", "__icmp_send; spec §5.1")
+        return None
     if pkt.frag_offset:
-        return _not_sent(kernel, what, "the packet is a non-first fragment", "__icmp_send; spec §5.1")
+        _not_sent(kernel, what, "the packet is a non-first fragment", "__icmp_send; spec §5.1")
+        return None
     raw = pkt.raw if datagram is None else datagram
     if pkt.proto == PROTO_ICMP:
         if len(raw) <= pkt.l4_offset:
-            return _not_sent(kernel, what, "the offending ICMP message has no type", "__icmp_send")
+            _not_sent(kernel, what, "the offending ICMP message has no type", "__icmp_send")
+            return None
         inner = raw[pkt.l4_offset]
         if inner > NR_ICMP_TYPES or inner in _ICMP_ERRORS:
-            return _not_sent(kernel, what, f"never about an ICMP error or unknown type ({inner})",
-                             "__icmp_send; RFC 1122 §3.2.2")
+            _not_sent(kernel, what, f"never about an ICMP error or unknown type ({inner})",
+                      "__icmp_send; RFC 1122 §3.2.2")
+            return None
     s = kernel.ip_sysctls
     ok, apply = _global_gate(kernel, icmpv4_limited(type_, code, s.icmp_ratemask), pkt.device)
     if not ok:
-        return _not_sent(kernel, what, "the global ICMP rate limit (icmp_msgs_per_sec) is spent",
-                         "icmp_global_allow; spec §5.4")
+        _not_sent(kernel, what, "the global ICMP rate limit (icmp_msgs_per_sec) is spent",
+                  "icmp_global_allow; spec §5.4")
+        return None
     routing = kernel.routing
     dst = pkt.src
     src = pkt.dst
@@ -185,13 +190,16 @@ def send_error4(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
         src = routing.source_address(dst, routing.output_device(dst, pkt.device)) or pkt.dst
     opts = ip_options.echo_options(raw, pkt.parsed_options, src, lambda a: not routing.is_local(a), kernel.now)
     if opts is None:
-        return _not_sent(kernel, what, "the options cannot be echoed", "__ip_options_echo")
+        _not_sent(kernel, what, "the options cannot be echoed", "__ip_options_echo")
+        return None
     if not _peer_gate(kernel, apply, dst, pkt.device, s.icmp_ratelimit):
-        return _not_sent(kernel, what, "the per-destination rate limit (icmp_ratelimit) is spent",
-                         "inet_peer_xrlim_allow; spec §5.4")
+        _not_sent(kernel, what, "the per-destination rate limit (icmp_ratelimit) is spent",
+                  "inet_peer_xrlim_allow; spec §5.4")
+        return None
     room = min(routing.mtu(routing.output_device(dst, pkt.device)), ICMP_QUOTE_LIMIT) - 20 - len(opts) - 8
     if room <= 20:
-        return _not_sent(kernel, what, f"no room to quote an IP header ({room} bytes)", "__icmp_send")
+        _not_sent(kernel, what, f"no room to quote an IP header ({room} bytes)", "__icmp_send")
+        return None
     if kernel.trace is not None:
         kernel.trace.append(f"{what} sent to {format_addr(dst)}, quoting {min(room, len(raw))} of the "
                             f"{len(raw)} bytes (__icmp_send; spec §5.1, §5.2)")
@@ -226,25 +234,31 @@ def send_error6(kernel: Kernel, pkt: IpPacket, type_: int, code: int, info: int 
     routing = kernel.routing
     what = f"ICMPv6 {type_}/{code}"
     if pkt.dst[0] == 0xFF and not (type_ == ICMPV6_PKT_TOOBIG or to_multicast):
-        return _not_sent(kernel, what, "the destination is multicast", "icmp6_send; spec §5.3")
+        _not_sent(kernel, what, "the destination is multicast", "icmp6_send; spec §5.3")
+        return None
     if pkt.src[0] == 0xFF or not any(pkt.src):
-        return _not_sent(kernel, what, "the source is multicast or unspecified", "icmp6_send; spec §5.3")
+        _not_sent(kernel, what, "the source is multicast or unspecified", "icmp6_send; spec §5.3")
+        return None
     raw = pkt.raw if datagram is None else datagram
     if _ineligible6(raw):
-        return _not_sent(kernel, what, "never about an ICMPv6 error", "is_ineligible; RFC 4443 §2.4(e)")
+        _not_sent(kernel, what, "never about an ICMPv6 error", "is_ineligible; RFC 4443 §2.4(e)")
+        return None
     s = kernel.ip_sysctls
     ok, apply = _global_gate(kernel, icmpv6_limited(type_, s.icmp6_ratemask), pkt.device)
     if not ok:
-        return _not_sent(kernel, what, "the global ICMP rate limit (icmp_msgs_per_sec) is spent",
-                         "icmpv6_global_allow; spec §5.4")
+        _not_sent(kernel, what, "the global ICMP rate limit (icmp_msgs_per_sec) is spent",
+                  "icmpv6_global_allow; spec §5.4")
+        return None
     dst = pkt.src
     out_device = routing.output_device(dst, pkt.device)
     src = pkt.dst if routing.is_local(pkt.dst) else routing.source_address(dst, out_device)
     if src is None:
-        return _not_sent(kernel, what, "no source address", "ipv6_dev_get_saddr")
+        _not_sent(kernel, what, "no source address", "ipv6_dev_get_saddr")
+        return None
     if not _peer_gate(kernel, apply, dst, pkt.device, s.icmp6_ratelimit):
-        return _not_sent(kernel, what, "the per-destination rate limit (net.ipv6.icmp.ratelimit) is spent",
-                         "icmpv6_xrlim_allow; spec §5.4")
+        _not_sent(kernel, what, "the per-destination rate limit (net.ipv6.icmp.ratelimit) is spent",
+                  "icmpv6_xrlim_allow; spec §5.4")
+        return None
     if kernel.trace is not None:
         kernel.trace.append(f"{what} sent from {format_addr(src)} to {format_addr(dst)}, quoting "
                             f"{min(len(raw), IPV6_MIN_MTU - 48)} of the {len(raw)} bytes (icmp6_send; spec §5.3)")
@@ -362,8 +376,9 @@ def _reply4(kernel: Kernel, pkt: IpPacket, message_type: int, message_code: int,
     limited = icmpv4_limited(message_type, message_code, s.icmp_ratemask)
     ok, apply = _global_gate(kernel, limited, "")
     if not ok or not _peer_gate(kernel, apply, pkt.src, pkt.device, s.icmp_ratelimit):
-        return _not_sent(kernel, f"ICMP {message_type}/{message_code} reply", "an ICMP rate limit is spent "
-                         "(icmp_ratemask names the type)", "icmpv4_xrlim_allow; spec §5.4")
+        _not_sent(kernel, f"ICMP {message_type}/{message_code} reply", "an ICMP rate limit is spent "
+                  "(icmp_ratemask names the type)", "icmpv4_xrlim_allow; spec §5.4")
+        return None
     return build_ipv4(
         src=src, dst=pkt.src, proto=PROTO_ICMP, payload=message,
         ttl=s.ip_default_ttl, tos=pkt.tos,

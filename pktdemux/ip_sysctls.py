@@ -50,6 +50,12 @@ _INTEGERS = {
     "tcp_synack_retries": "net.ipv4.tcp_synack_retries",
     "tcp_syn_retries": "net.ipv4.tcp_syn_retries",
     "tcp_syn_linear_timeouts": "net.ipv4.tcp_syn_linear_timeouts",
+    "tcp_fin_timeout": "net.ipv4.tcp_fin_timeout",
+    "tcp_orphan_retries": "net.ipv4.tcp_orphan_retries",
+    "tcp_retries2": "net.ipv4.tcp_retries2",
+    "tcp_rto_min_us": "net.ipv4.tcp_rto_min_us",
+    "tcp_rto_max_ms": "net.ipv4.tcp_rto_max_ms",
+    "tcp_early_retrans": "net.ipv4.tcp_early_retrans",
 }
 _TUPLES = {
     "tcp_rmem": "net.ipv4.tcp_rmem",
@@ -100,6 +106,12 @@ class IpSysctls:
     tcp_synack_retries: int
     tcp_syn_retries: int
     tcp_syn_linear_timeouts: int
+    tcp_fin_timeout: int
+    tcp_orphan_retries: int
+    tcp_retries2: int
+    tcp_rto_min_us: int
+    tcp_rto_max_ms: int
+    tcp_early_retrans: int
     tcp_rmem: tuple[int, ...]
 
     def __init__(self, sysctls: Sysctls) -> None:

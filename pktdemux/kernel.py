@@ -29,7 +29,7 @@ from .ports import PortState
 from .reqsk_timer import TimedTcpTable
 from .routing import Routing
 from .sent_replies import SentReplies
-from .sockets import Proto, Socket
+from .sockets import Proto, Socket, TcpState
 from .sysctl import Sysctls
 from .timers import Fired, TimerQueue
 from .udp_table import UdpTable
@@ -51,11 +51,20 @@ class Interface:
         addresses: addresses with prefix length; the prefix gives the subnet
             broadcast (IPv4) and the on-link prefix.
         mtu: bytes; decides the SYN-ACK MSS and the ICMP quote limit.
+        rx_skb: how the device's driver builds the skbs of received packets,
+            whose truesize the TCP receive window follows: a name in
+            :data:`pktdemux.tcp_rcvbuf.RX_PROFILES`.
+        initrwnd: the ``initrwnd`` metric (RTAX_INITRWND) of the routes out of
+            the device (``ip route change ... dev DEV initrwnd N``): a new
+            connection's initial receive window is at most this many MSS
+            (tcp_select_initial_window); 0 = not set.
     """
 
     name: str
     addresses: list[IPInterface] = field(default_factory=list)
     mtu: int = 1500
+    rx_skb: str = "linear"
+    initrwnd: int = 0
 
 
 def loopback() -> Interface:
@@ -115,6 +124,11 @@ class Kernel:
         #: what timers sent, oldest first, until a driver drains it
         #: (:meth:`drain_timer_output`); bounded, the oldest go first
         self.timer_output: deque[Fired] = deque(maxlen=TIMER_OUTPUT_MAX)
+        #: the applications read TCP data as soon as it arrives (right after
+        #: the ACK goes out), which frees the receive buffer the window
+        #: follows (:mod:`pktdemux.tcp_rcvbuf`); False: data waits until
+        #: :meth:`recv`, as with the oracle's applications
+        self.autoread = True
 
     @property
     def sysctls(self) -> Sysctls:
@@ -235,11 +249,7 @@ class Kernel:
     def sent(self) -> SentReplies:
         """The replies this kernel sent recently (bounded), which
         :meth:`transmit` matches the host's own packets against."""
-        try:
-            return self._sent
-        except AttributeError:
-            self._sent: SentReplies = SentReplies()
-            return self._sent
+        return self._sent
 
     def transmit(self, packet: bytes, now: float) -> Transmission:
         """Account for a packet the host itself sent (a capture's "out" packet).
@@ -331,15 +341,19 @@ class Kernel:
         A TCP connection whose sequence numbers are known closes in order
         (tcp_close): from ESTABLISHED a FIN and FIN_WAIT1, from CLOSE_WAIT a
         FIN and LAST_ACK; the connection stays in the tables (an orphan)
-        until its last state ends.  Any other socket leaves every table at
-        once (:func:`pktdemux.bind.close`), a SYN_SENT one silently.
-        ``now`` as for :meth:`connect`.
+        until its last state ends, its FIN retransmitted until acknowledged
+        or the retries run out (:mod:`pktdemux.tcp_rtx`).  With received
+        data left unread in ``sock.inbox`` it is a RST+ACK instead, and the
+        connection is gone.  Any other socket leaves every table at once
+        (:func:`pktdemux.bind.close`), a SYN_SENT one silently.  ``now`` as
+        for :meth:`connect`.
         """
         from . import bind, tcp_conn
         self._call_at(now)
         sent = tcp_conn.close(self, sock) if sock.proto is Proto.TCP else None
-        if sent is None:
+        if sent is None or sock.state is TcpState.CLOSE:
             bind.close(self, sock)
+        if not sent:
             return ()
         self._sent.record(sent, self.now)
         return sent
@@ -354,6 +368,22 @@ class Kernel:
         from . import tcp_conn
         self._call_at(now)
         sent = tcp_conn.shutdown_write(self, sock)
+        if sent:
+            self._sent.record(sent, self.now)
+        return sent
+
+    def recv(self, sock: Socket, *, now: float | None = None) -> tuple[bytes, ...]:
+        """The application reads all the data a TCP connection holds
+        (tcp_recvmsg, :func:`pktdemux.tcp_conn.app_reads`): its receive
+        buffer is freed.  Returns the packets the kernel sends: a window
+        update when the read opened the window wide (tcp_cleanup_rbuf).
+        ``now`` as for :meth:`connect`.
+        """
+        from . import tcp_conn
+        self._call_at(now)
+        if sock.proto is not Proto.TCP:
+            return ()
+        sent = tcp_conn.app_reads(self, sock)
         if sent:
             self._sent.record(sent, self.now)
         return sent

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import tcp_rtx
 from .packet import IpPacket, RouteType
 from .sockets import V4_MAPPED_PREFIX, Socket, TcpState
 from .tcp_output import synack
@@ -108,6 +109,7 @@ def fire(kernel: Kernel, req: Socket) -> list[bytes]:
         return []
     packet = synack(kernel, origin(req), tcb)
     tcb.num_timeout += 1
+    tcp_rtx.handshake_resent(tcb)
     _arm_at(kernel, req, kernel.now + timeout(tcb.num_timeout))
     return [packet]
 

@@ -182,6 +182,12 @@ class Routing:
         iface = self.devices.get(device)
         return iface.mtu if iface is not None else 1500
 
+    def initrwnd(self, device: str) -> int:
+        """The initrwnd metric of the routes out of ``device`` (0: not set,
+        also for an unknown device)."""
+        iface = self.devices.get(device)
+        return iface.initrwnd if iface is not None else 0
+
     def output_device(self, dst: bytes, ingress: str) -> str:
         """The device a reply to ``dst`` leaves by.
 

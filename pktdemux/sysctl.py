@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TypeAlias
+
+#: A multi-value sysctl's value, e.g. ``net.ipv4.ip_local_port_range``.
+Ints: TypeAlias = tuple[int, ...]
+#: A sysctl's value.  (Module-level names, because :class:`Sysctls` has
+#: methods called ``int`` and ``tuple`` that shadow the builtins in its body.)
+Value: TypeAlias = int | Ints
 
 #: name -> default value on Linux 6.18 (spec §0.1).
-DEFAULTS: Mapping[str, int | tuple[int, ...]] = MappingProxyType({
+DEFAULTS: Mapping[str, Value] = MappingProxyType({
     "net.ipv4.ip_default_ttl": 64,
     "net.ipv6.conf.all.hop_limit": 64,
     "net.ipv4.icmp_ratelimit": 1000,
@@ -51,6 +58,14 @@ DEFAULTS: Mapping[str, int | tuple[int, ...]] = MappingProxyType({
     "net.ipv4.tcp_synack_retries": 5,
     "net.ipv4.tcp_syn_retries": 6,
     "net.ipv4.tcp_syn_linear_timeouts": 4,
+    # retransmission of our FIN and the orphan's lifetime (pktdemux.tcp_rtx): seconds for
+    # tcp_fin_timeout, microseconds for tcp_rto_min_us, milliseconds for tcp_rto_max_ms
+    "net.ipv4.tcp_fin_timeout": 60,
+    "net.ipv4.tcp_orphan_retries": 0,
+    "net.ipv4.tcp_retries2": 15,
+    "net.ipv4.tcp_rto_min_us": 200000,
+    "net.ipv4.tcp_rto_max_ms": 120000,
+    "net.ipv4.tcp_early_retrans": 3,
     "net.ipv4.ipfrag_time": 30,
     "net.ipv6.ip6frag_time": 60,
     "net.ipv4.ipfrag_high_thresh": 4194304,
@@ -68,7 +83,7 @@ DEFAULTS: Mapping[str, int | tuple[int, ...]] = MappingProxyType({
 })
 
 
-class Sysctls(Mapping[str, "int | tuple[int, ...]"]):
+class Sysctls(Mapping[str, Value]):
     """A read-only set of sysctl values: the defaults, with overrides.
 
     Raises:
@@ -88,7 +103,7 @@ class Sysctls(Mapping[str, "int | tuple[int, ...]"]):
             values[name] = _coerce(name, value)
         self._values = values
 
-    def __getitem__(self, name: str) -> int | tuple[int, ...]:
+    def __getitem__(self, name: str) -> Value:
         return self._values[name]
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -103,18 +118,18 @@ class Sysctls(Mapping[str, "int | tuple[int, ...]"]):
         assert isinstance(value, int)
         return value
 
-    def tuple(self, name: str) -> tuple[int, ...]:
+    def tuple(self, name: str) -> Ints:
         """The value of a multi-integer sysctl."""
         value = self._values[name]
         assert isinstance(value, tuple)
         return value
 
-    def changed(self) -> dict[str, int | tuple[int, ...]]:
+    def changed(self) -> dict[str, Value]:
         """The sysctls whose value differs from the Linux default."""
         return {k: v for k, v in self._values.items() if DEFAULTS[k] != v}
 
 
-def _coerce(name: str, value: object) -> int | tuple[int, ...]:
+def _coerce(name: str, value: object) -> Value:
     default = DEFAULTS[name]
     if isinstance(default, tuple):
         if isinstance(value, str):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import tcp_rcvbuf, tcp_rtx
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
 from .tcp_listen import initial_window
@@ -34,10 +35,13 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 HANDLER = "tcp established"
-#: TIME_WAIT and orphaned FIN_WAIT2 last this long (TCP_TIMEWAIT_LEN, tcp_fin_timeout).
+#: TIME_WAIT lasts this long (TCP_TIMEWAIT_LEN); an orphaned FIN_WAIT2
+#: tcp_fin_time (:func:`pktdemux.tcp_rtx.fin_wait2_lifetime`).
 TIMEWAIT_LEN = 60.0
 _RESET_CHECK_STATES = (TcpState.CLOSE_WAIT, TcpState.LAST_ACK, TcpState.CLOSING)
 _AFTER_FIN_STATES = (TcpState.CLOSE_WAIT, TcpState.CLOSING, TcpState.LAST_ACK)
+#: the peer's FIN came: the socket has RCV_SHUTDOWN (no window updates)
+_RCV_SHUTDOWN_STATES = _AFTER_FIN_STATES + (TcpState.TIME_WAIT, TcpState.CLOSE)
 
 
 def receive(kernel: Kernel, sock: Socket, seg: Segment) -> Verdict:
@@ -74,7 +78,7 @@ def learn(kernel: Kernel, sock: Socket, seg: Segment) -> Tcb:
     ack = seg.ack if seg.flags & ACK else 0
     tcb = Tcb(
         iss=(ack - 1) & MOD32, irs=(seq - 1) & MOD32, snd_una=ack, snd_nxt=ack, rcv_nxt=seq, rcv_wup=seq,
-        rcv_wnd=rcv_wnd, rcv_space=rcv_wnd, mss=mss, rcv_mss=rcv_mss, rcv_wscale=rcv_wscale,
+        rcv_wnd=rcv_wnd, mss=mss, rcv_mss=rcv_mss, rcv_wscale=rcv_wscale,
         snd_wnd=seg.window, max_window=seg.window, ts_ok=ts_ok, ts_offset=kernel.entropy.ts_offset(),
         ts_recent=seg.options.tsval or 0, ip_id=kernel.entropy.socket_ip_id(),
     )
@@ -94,7 +98,6 @@ def learn_from_host(kernel: Kernel, sock: Socket, seq: int, ack: int, tsval: int
         ts_offset=((tsval or 0) - ms_clock(kernel)) & MOD32, ip_id=(ip_id + 1) & 0xFFFF,
     )
     tcb.rcv_wnd, tcb.rcv_wscale = initial_window(kernel, tcb.rcv_mss, True)
-    tcb.rcv_space = tcb.rcv_wnd
     sock.tcb = tcb
     return tcb
 
@@ -153,10 +156,13 @@ def _process_ack(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdic
         return _challenge(kernel, tcb, seg, DropReason.TCP_ACK_UNSENT_DATA, "ACK of data never sent")
     if seg.options.tsval is not None and not seq_after(seg.seq, tcb.rcv_wup):
         tcb.ts_recent = seg.options.tsval
+    advanced = ack != tcb.snd_una
     tcb.bytes_acked += (ack - tcb.snd_una) & MOD32
     tcb.snd_una = ack
     tcb.snd_wnd = seg.window << tcb.snd_wscale
     tcb.max_window = max(tcb.max_window, tcb.snd_wnd)
+    if advanced:
+        tcp_rtx.acked(kernel, sock, tcb, seg)
     if tcb.fin_sent and ack == tcb.snd_nxt:
         _our_fin_acked(kernel, sock, tcb)
     return None
@@ -164,14 +170,14 @@ def _process_ack(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdic
 
 def _our_fin_acked(kernel: Kernel, sock: Socket, tcb: Tcb) -> None:
     """FIN_WAIT1 → FIN_WAIT2 (an orphan: a TIME_WAIT entry in its FIN_WAIT2
-    substate; after shutdown(SHUT_WR) the socket itself, which waits for the
-    peer's FIN without limit), CLOSING → TIME_WAIT, LAST_ACK → CLOSE
-    (tcp_rcv_state_process)."""
+    substate for tcp_fin_time; after shutdown(SHUT_WR) the socket itself,
+    which waits for the peer's FIN without limit), CLOSING → TIME_WAIT,
+    LAST_ACK → CLOSE (tcp_rcv_state_process)."""
     state = sock.state
     if state is TcpState.FIN_WAIT1 and tcb.shut_wr:
         sock.state = TcpState.FIN_WAIT2
     elif state is TcpState.FIN_WAIT1:
-        enter_timewait(kernel, sock, tcb, TcpState.FIN_WAIT2)
+        enter_timewait(kernel, sock, tcb, TcpState.FIN_WAIT2, tcp_rtx.fin_wait2_lifetime(kernel, tcb))
     elif state is TcpState.CLOSING:
         enter_timewait(kernel, sock, tcb, TcpState.TIME_WAIT)
     elif state is TcpState.LAST_ACK:
@@ -179,14 +185,16 @@ def _our_fin_acked(kernel: Kernel, sock: Socket, tcb: Tcb) -> None:
         sock.state = TcpState.CLOSE
 
 
-def enter_timewait(kernel: Kernel, sock: Socket, tcb: Tcb, state: TcpState) -> None:
-    """tcp_time_wait: the entry stays under its 4-tuple for 60 s.  Its window
-    is the one left when it is made (tw_rcv_wnd = tcp_receive_window()),
-    unchanged by the FIN that may still come (tcp_timewait_state_process)."""
+def enter_timewait(kernel: Kernel, sock: Socket, tcb: Tcb, state: TcpState,
+                   lifetime: float = TIMEWAIT_LEN) -> None:
+    """tcp_time_wait: the entry stays under its 4-tuple for ``lifetime``
+    (60 s for TIME_WAIT).  Its window is the one left when it is made
+    (tw_rcv_wnd = tcp_receive_window()), unchanged by the FIN that may still
+    come (tcp_timewait_state_process)."""
     sock.state = state
     tcb.rcv_wnd = tcb.receive_window()
     tcb.rcv_wup = tcb.rcv_nxt
-    tcb.deadline = kernel.now + TIMEWAIT_LEN
+    tcb.deadline = kernel.now + lifetime
     tcb.last_oow_ack_time = None
     kernel.tcp.schedule(sock)
 
@@ -218,6 +226,7 @@ def _queue_data(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict
         return tcp_drop(DropReason.TCP_OVERWINDOW, HANDLER, "data beyond the window: duplicate ACK",
                         (socket_segment(kernel, seg, tcb),))
     tcb.ofo.append((seg.seq, seg.end_seq, bool(seg.flags & FIN)))
+    tcp_rcvbuf.ofo_held(kernel, tcb, seg)
     _count(sock, seg, seg.payload)
     return tcp_deliver(sock, HANDLER, "out-of-order data held: duplicate ACK", (socket_segment(kernel, seg, tcb),))
 
@@ -225,18 +234,30 @@ def _queue_data(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict
 def _in_order(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict:
     skip = (tcb.rcv_nxt - seg.seq) & MOD32
     data = seg.payload[skip:] if seg.payload_len else b""
+    tcp_rcvbuf.buffer(kernel, tcb)  # set up (copied_seq = RCV.NXT) before RCV.NXT moves past this data
     tcb.rcv_nxt = seg.end_seq
     _count(sock, seg, data)
+    tcp_rcvbuf.data_queued(kernel, tcb, seg, coalesce=not skip)
     fin = bool(seg.flags & FIN) or _drain_ofo(tcb)
-    queued = len(data)
-    note = f"{queued} bytes delivered" if queued else ""
+    note = f"{len(data)} bytes delivered" if data else ""
     if fin:
         note = (note + "; " if note else "") + _peer_fin(kernel, sock, tcb)
-        queued = max(queued, 1)
-    reply = socket_segment(kernel, seg, tcb, queued=queued)
+    replies = (socket_segment(kernel, seg, tcb),)
     if sock.state is TcpState.TIME_WAIT:
         enter_timewait(kernel, sock, tcb, TcpState.TIME_WAIT)
-    return tcp_deliver(sock, HANDLER, note + ": ACK", (reply,))
+    elif kernel.autoread:
+        replies += app_reads(kernel, sock)
+    return tcp_deliver(sock, HANDLER, note + ": ACK", replies)
+
+
+def app_reads(kernel: Kernel, sock: Socket) -> tuple[bytes, ...]:
+    """The application reads everything queued (tcp_recvmsg); returns the
+    window update tcp_cleanup_rbuf sends when the read opened the window
+    wide (:func:`pktdemux.tcp_rcvbuf.app_reads`), else nothing."""
+    tcb = sock.tcb
+    if not isinstance(tcb, Tcb) or not tcp_rcvbuf.app_reads(kernel, tcb, sock.state in _RCV_SHUTDOWN_STATES):
+        return ()
+    return (socket_segment(kernel, RequestOrigin(sock), tcb),)  # type: ignore[arg-type]
 
 
 def _count(sock: Socket, seg: Segment, data: bytes) -> None:
@@ -257,7 +278,9 @@ def _drain_ofo(tcb: Tcb) -> bool:
             seq, end_seq, held_fin = held
             if not seq_after(seq, tcb.rcv_nxt):
                 tcb.ofo.remove(held)
-                if seq_after(end_seq, tcb.rcv_nxt):
+                useful = seq_after(end_seq, tcb.rcv_nxt)
+                tcp_rcvbuf.ofo_drained(tcb, seq, useful)
+                if useful:
                     tcb.rcv_nxt = end_seq
                     fin = fin or held_fin
                 progressed = True
@@ -286,15 +309,24 @@ _CLOSING_STATES = (TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.CLOSING, Tcp
                    TcpState.TIME_WAIT)
 
 
-def close(kernel: Kernel, sock: Socket) -> tuple[bytes, ...] | None:
-    """tcp_close of a connection whose sequence numbers are known: the FIN
-    (tcp_close_state, tcp_send_fin), or nothing when it was sent before
-    (shutdown(SHUT_WR)); the connection becomes an orphan that leaves the
-    bound sockets with the tables.  None for any other socket (the caller
-    unhashes it at once); a SYN_SENT socket's timer is stopped first.
+def close(kernel: Kernel, sock: Socket, *, from_host: bool = False,
+          bare: bool = True) -> tuple[bytes, ...] | None:
+    """tcp_close of a connection whose sequence numbers are known.
 
-    Not modelled: the RST instead of a FIN when received data was left
-    unread (the application is assumed to have read everything).
+    Received data the application left unread (in the receive queue:
+    ``Kernel.autoread`` off and no :meth:`~pktdemux.kernel.Kernel.recv`
+    since) makes it a RST+ACK and the connection is gone (data_was_unread →
+    tcp_send_active_reset, CLOSE).
+    Otherwise the FIN (tcp_close_state, tcp_send_fin) with its
+    retransmission timer (:mod:`pktdemux.tcp_rtx`), or nothing when it was
+    sent before (shutdown(SHUT_WR)); the connection becomes an orphan that
+    leaves the bound sockets with the tables.  None for any other socket
+    (the caller unhashes it at once); a SYN_SENT socket's timer is stopped
+    first.
+
+    ``from_host``: the host's FIN in a capture (:mod:`pktdemux.transmit`),
+    already counted in SND.NXT; ``bare`` False when it came with data (then
+    not retransmitted by the emulation, as data is not).
     """
     tcb = sock.tcb
     state = sock.state
@@ -305,13 +337,50 @@ def close(kernel: Kernel, sock: Socket) -> tuple[bytes, ...] | None:
         return None
     if not isinstance(tcb, Tcb) or not tcb.synced or state not in _OPEN_STATES + _CLOSING_STATES:
         return None
+    if not from_host and state is not TcpState.TIME_WAIT and unread(sock, tcb):
+        return _abort(kernel, sock, tcb)
     kernel.tcp.own(sock)
     if tcb.shut_wr:
         tcb.shut_wr = False
         if state is TcpState.FIN_WAIT2:
-            enter_timewait(kernel, sock, tcb, TcpState.FIN_WAIT2)
+            enter_timewait(kernel, sock, tcb, TcpState.FIN_WAIT2, tcp_rtx.fin_wait2_lifetime(kernel, tcb))
         return ()
-    return _send_fin(kernel, sock, tcb)
+    return _send_fin(kernel, sock, tcb, from_host=from_host, bare=bare)
+
+
+def unread(sock: Socket, tcb: Tcb) -> int:
+    """Bytes of data in the receive queue, the peer's FIN not counted
+    (tcp_close: data_was_unread)."""
+    buf = tcb.rcvbuf
+    if buf is None or not buf.queue:
+        return 0
+    end = buf.queue[-1][0]
+    count = (end - buf.copied_seq) & MOD32
+    if sock.state in _AFTER_FIN_STATES and end == tcb.rcv_nxt:
+        count -= 1
+    return max(count, 0)
+
+
+def _abort(kernel: Kernel, sock: Socket, tcb: Tcb) -> tuple[bytes, ...]:
+    """close() with unread data: the receive queue is freed, RST+ACK at
+    tcp_acceptable_seq from the socket (its window, timestamps, IPv4 ID),
+    and the connection is CLOSE (tcp_close, tcp_send_active_reset)."""
+    buf = tcb.rcvbuf
+    if buf is not None:
+        buf.rmem_alloc -= sum(truesize for _, truesize in buf.queue)
+        buf.queue.clear()
+        buf.tailroom = 0
+        buf.copied_seq = tcb.rcv_nxt
+    wnd_end = (tcb.snd_una + tcb.snd_wnd) & MOD32
+    seq = tcb.snd_nxt
+    if seq_before(wnd_end, seq) and not (tcb.wscale_ok and (seq - wnd_end) & MOD32 < 1 << tcb.rcv_wscale):
+        seq = wnd_end
+    packet = tcp_rtx.segment_at(kernel, sock, tcb, seq, RST | ACK)
+    if sock.inbox is not None:
+        sock.inbox.clear()
+    kernel.tcp.remove_established(sock)
+    sock.state = TcpState.CLOSE
+    return (packet,)
 
 
 def shutdown_write(kernel: Kernel, sock: Socket) -> tuple[bytes, ...]:
@@ -324,13 +393,19 @@ def shutdown_write(kernel: Kernel, sock: Socket) -> tuple[bytes, ...]:
     return _send_fin(kernel, sock, tcb)
 
 
-def _send_fin(kernel: Kernel, sock: Socket, tcb: Tcb) -> tuple[bytes, ...]:
-    """tcp_send_fin: FIN+ACK at SND.NXT; ESTABLISHED → FIN_WAIT1, CLOSE_WAIT → LAST_ACK.
-    (Its retransmission timer is not modelled: the peer is assumed to ACK it.)"""
+def _send_fin(kernel: Kernel, sock: Socket, tcb: Tcb, *, from_host: bool = False,
+              bare: bool = True) -> tuple[bytes, ...]:
+    """tcp_send_fin: FIN+ACK at SND.NXT; ESTABLISHED → FIN_WAIT1, CLOSE_WAIT
+    → LAST_ACK; a bare FIN's retransmission timer (:func:`pktdemux.tcp_rtx.fin_sent`).
+    ``from_host``/``bare`` as for :func:`close`."""
     if sock.state not in _OPEN_STATES:
         return ()
-    packet = socket_segment(kernel, RequestOrigin(sock), tcb, FIN | ACK)  # type: ignore[arg-type]
-    tcb.snd_nxt = (tcb.snd_nxt + 1) & MOD32
+    sent: tuple[bytes, ...] = ()
+    if not from_host:
+        sent = (socket_segment(kernel, RequestOrigin(sock), tcb, FIN | ACK),)  # type: ignore[arg-type]
+        tcb.snd_nxt = (tcb.snd_nxt + 1) & MOD32
     tcb.fin_sent = True
     sock.state = TcpState.FIN_WAIT1 if sock.state is TcpState.ESTABLISHED else TcpState.LAST_ACK
-    return (packet,)
+    if bare:
+        tcp_rtx.fin_sent(kernel, sock, tcb)
+    return sent

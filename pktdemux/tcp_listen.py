@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from . import tcp_cookies
+from . import tcp_cookies, tcp_rtx
 from .dropreason import DropReason
 from .errors import SocketError
 from .packet import RouteType
@@ -124,6 +124,7 @@ def conn_request(kernel: Kernel, listener: Socket, seg: Segment, tw_isn: int | N
     kernel.tcp.insert_established(req)
     queue.requests += 1
     reply = synack(kernel, seg, tcb)
+    tcp_rtx.handshake_sent(kernel, tcb)
     return tcp_deliver(listener, HANDLER, f"SYN to {name}: request created, SYN-ACK sent", (reply,),
                        ("listener found (__inet_lookup_listener)", "request socket SYN_RECV (tcp_conn_request)",
                         "SYN-ACK (tcp_make_synack, spec §3.3)"))
@@ -139,10 +140,10 @@ def new_request(kernel: Kernel, listener: Socket, seg: Segment, isn: int) -> tup
     sack_ok = opts.sack_ok and bool(sysctls.tcp_sack)
     mss = advertised_mss(kernel, seg)
     rcv_mss = mss - TS_ALIGNED if ts_ok else mss
-    rcv_wnd, rcv_wscale = initial_window(kernel, rcv_mss, wscale_ok)
+    rcv_wnd, rcv_wscale = initial_window(kernel, rcv_mss, wscale_ok, route_initrwnd(kernel, seg.pkt.device))
     tcb = Tcb(
         iss=isn, irs=seg.seq, snd_una=(isn + 1) & MOD32, snd_nxt=(isn + 1) & MOD32,
-        rcv_nxt=(seg.seq + 1) & MOD32, rcv_wup=(seg.seq + 1) & MOD32, rcv_wnd=rcv_wnd, rcv_space=rcv_wnd,
+        rcv_nxt=(seg.seq + 1) & MOD32, rcv_wup=(seg.seq + 1) & MOD32, rcv_wnd=rcv_wnd,
         mss=mss, rcv_mss=rcv_mss, rcv_wscale=rcv_wscale, snd_wscale=min(opts.wscale or 0, 14) if wscale_ok else 0,
         snd_wnd=seg.window, max_window=seg.window,
         ts_ok=ts_ok, ts_offset=kernel.entropy.ts_offset() if ts_ok else 0, ts_recent=opts.tsval or 0,
@@ -168,24 +169,35 @@ def child_socket(listener: Socket, seg: Segment, state: TcpState, tcb: Tcb) -> S
     )
 
 
-def initial_window(kernel: Kernel, mss: int, wscale_ok: bool) -> tuple[int, int]:
+def initial_window(kernel: Kernel, mss: int, wscale_ok: bool, init_rcv_wnd: int = 0) -> tuple[int, int]:
     """(receive window, window-scale shift) of a new connection
     (tcp_select_initial_window over tcp_full_space, spec §3.3).
 
     The space is half of tcp_rmem[1] (the default scaling ratio), rounded
-    down to a multiple of ``mss`` and capped at 65535; the shift makes the
-    largest buffer (tcp_rmem[2], rmem_max) fit in 16 bits.
+    down to a multiple of ``mss``; the window is that space (not capped at
+    65535 since Linux 6.10: the SYN's or SYN-ACK's field is), at most
+    ``init_rcv_wnd`` × ``mss`` when the route has an initrwnd
+    (:func:`route_initrwnd`).  The shift makes the largest buffer
+    (tcp_rmem[2], rmem_max) fit in 16 bits.
     """
     rmem = kernel.ip_sysctls.tcp_rmem
     space = rmem[1] // 2
     if space > mss > 0:
         space -= space % mss
+    window = min(space, init_rcv_wnd * mss) if init_rcv_wnd else space
     wscale = 0
     if wscale_ok:
         largest = max(space, rmem[2], kernel.ip_sysctls.rmem_max)
         largest = min(largest, 0xFFFF << 14)
         wscale = min(max(largest.bit_length() - 1 - 15, 0), 14)
-    return min(space, 0xFFFF), wscale
+    return window, wscale
+
+
+def route_initrwnd(kernel: Kernel, device: str) -> int:
+    """dst_metric(dst, RTAX_INITRWND) of the route out of ``device``: the
+    device's ``initrwnd`` (:class:`pktdemux.kernel.Interface`), 0 when unset."""
+    initrwnd = getattr(kernel.routing, "initrwnd", None)
+    return int(initrwnd(device)) if initrwnd is not None else 0
 
 
 def request_lifetime(kernel: Kernel) -> float:
@@ -217,7 +229,8 @@ def _cookie_synack(kernel: Kernel, listener: Socket, seg: Segment, queue: Listen
     if not tcb.ts_ok:
         # tcp_clear_options: without timestamps only the MSS survives.
         tcb.wscale_ok = tcb.sack_ok = tcb.ecn_ok = False
-        tcb.rcv_wnd, tcb.rcv_wscale = initial_window(kernel, tcb.rcv_mss, False)
+        tcb.rcv_wnd, tcb.rcv_wscale = initial_window(kernel, tcb.rcv_mss, False,
+                                                     route_initrwnd(kernel, seg.pkt.device))
     else:
         peer_ws = tcb.snd_wscale if tcb.wscale_ok else None
         encoded = tcp_cookies.encode_tsval(ms_clock(kernel), peer_ws, tcb.sack_ok, tcb.ecn_ok)
@@ -251,6 +264,7 @@ def _try_cookie(kernel: Kernel, listener: Socket, seg: Segment) -> Verdict | Non
     kernel.tcp.insert_established(child)
     kernel.tcp.own(child)
     queue.accept_queue.append(child)
+    tcp_rtx.handshake_done(kernel, child.tcb, seg)
     verdict = tcp_conn.receive(kernel, child, seg)
     return tcp_deliver(child, HANDLER, f"valid SYN cookie: connection to {listener.display_name} established; "
                        + verdict.note, verdict.replies, ("SYN cookie checked (cookie_v4_check)",) + verdict.steps)
@@ -269,10 +283,11 @@ def _cookie_child(kernel: Kernel, listener: Socket, seg: Segment, peer_mss: int)
         if snd_wscale is not None and (snd_wscale > 14 or not kernel.ip_sysctls.tcp_window_scaling):
             return None
     mss = advertised_mss(kernel, seg)
-    rcv_wnd, rcv_wscale = initial_window(kernel, peer_mss, snd_wscale is not None)
+    rcv_wnd, rcv_wscale = initial_window(kernel, peer_mss, snd_wscale is not None,
+                                         route_initrwnd(kernel, seg.pkt.device))
     tcb = Tcb(
         iss=(seg.ack - 1) & MOD32, irs=(seg.seq - 1) & MOD32, snd_una=seg.ack, snd_nxt=seg.ack,
-        rcv_nxt=seg.seq, rcv_wup=seg.seq, rcv_wnd=rcv_wnd, rcv_space=rcv_wnd, mss=mss,
+        rcv_nxt=seg.seq, rcv_wup=seg.seq, rcv_wnd=rcv_wnd, mss=mss,
         rcv_mss=mss - TS_ALIGNED if ts_ok else mss, rcv_wscale=rcv_wscale, snd_wscale=snd_wscale or 0,
         ts_ok=ts_ok, ts_offset=ts_offset, ts_recent=opts.tsval or 0, wscale_ok=snd_wscale is not None,
         sack_ok=sack_ok, ecn_ok=ecn_ok,

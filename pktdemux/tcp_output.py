@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING
 from .packet import IpPacket, RouteType
 from .sockets import V4_MAPPED_PREFIX, Socket
 from .tcp_options import synack_options, timestamp_option
+from .tcp_rcvbuf import buffer as rcvbuf_of
 from .tcp_segment import ACK, CWR, ECE, MOD32, RST, SYN, Segment, address_sum
 from .wire import PROTO_TCP, build_ipv4, transport_checksum
 
 if TYPE_CHECKING:
     from .kernel import Kernel
+    from .tcp_rcvbuf import RcvBuffer
     from .tcp_tcb import Tcb
 
 _HEADER = struct.Struct("!HHIIBBHHH")
@@ -218,41 +220,70 @@ def _plain(addr: bytes) -> bytes:
     return addr[12:] if len(addr) == 16 and addr.startswith(V4_MAPPED_PREFIX) else addr
 
 
-def select_window(tcb: Tcb, queued: int) -> int:
-    """The window field of a segment sent now; updates RCV.WUP and the window.
+def free_window(tcb: Tcb, buf: RcvBuffer) -> int:
+    """The window the receive buffer allows now (net/ipv4/tcp_output.c:
+    __tcp_select_window, tcp_shrink_window off).
 
-    A model of net/ipv4/tcp_output.c:tcp_select_window / __tcp_select_window:
-    the free space is the initial window less the bytes just queued (the
-    application is assumed to read before the next segment).  With window
-    scaling the offer is the free space rounded up to the scale unit
-    (``ALIGN(free_space, 1 << rcv_wscale)``); without, the offer is kept
-    while it is within one MSS of the free space, else rounded down to a
-    multiple of the MSS.  The window never shrinks.
+    The free space is tcp_space() (free memory in window terms, see
+    :mod:`pktdemux.tcp_rcvbuf`).  Below half the full space it is rounded
+    down to the scale unit, and becomes 0 under 1/16 of the buffer or one
+    rcv_mss.  It is capped by rcv_ssthresh.  With window scaling the offer is
+    that space rounded up to the scale unit; without, the window offered
+    last is kept while it is within one rcv_mss below the space, else the
+    space is rounded down to a multiple of rcv_mss (the peer's segment
+    size as guessed, 536 until full segments arrive).
     """
-    granule = 1 << tcb.rcv_wscale if tcb.rcv_wscale else tcb.rcv_mss
-    free = max(tcb.rcv_space - queued, 0)
-    window = tcb.rcv_wnd
+    mss = buf.rcv_mss
+    free_space = buf.tcp_space()
+    allowed = buf.full_space()
+    full_space = min(buf.window_clamp, allowed)
+    if mss > full_space:
+        mss = full_space
+        if mss <= 0:
+            return 0
+    unit = 1 << tcb.rcv_wscale
+    if free_space < full_space >> 1:
+        free_space &= ~(unit - 1)
+        if free_space < allowed >> 4 or free_space < mss:
+            return 0
+    free_space = min(free_space, buf.rcv_ssthresh)
     if tcb.rcv_wscale:
-        window = (free + granule - 1) // granule * granule
-    elif window <= free - granule or window > free:
-        window = free - free % granule if free > granule else free
+        return -(-free_space // unit) * unit
+    window = tcb.rcv_wnd
+    if window <= free_space - mss or window > free_space:
+        window = free_space - free_space % mss
+    elif mss == full_space and free_space > window + (full_space >> 1):
+        window = free_space
+    return window
+
+
+def select_window(kernel: Kernel, tcb: Tcb) -> int:
+    """The window field of a segment a full socket sends now; updates
+    RCV.WUP and the window (tcp_select_window).
+
+    :func:`free_window`, but never less than what the last window still
+    offers (tcp_receive_window, rounded up to the scale unit): an offered
+    window is not taken back.  The field is the window >> rcv_wscale, at
+    most 65535.
+    """
     current = tcb.receive_window()
+    window = free_window(tcb, rcvbuf_of(kernel, tcb))
     if window < current:
         unit = 1 << tcb.rcv_wscale
-        window = (current + unit - 1) // unit * unit
+        window = -(-current // unit) * unit
     tcb.rcv_wnd = window
     tcb.rcv_wup = tcb.rcv_nxt
-    return min(window >> tcb.rcv_wscale, 0xFFFF)
+    return min(window, 0xFFFF << tcb.rcv_wscale) >> tcb.rcv_wscale
 
 
-def socket_segment(kernel: Kernel, seg: Segment, tcb: Tcb, flags: int = ACK, queued: int = 0) -> bytes:
+def socket_segment(kernel: Kernel, seg: Segment, tcb: Tcb, flags: int = ACK) -> bytes:
     """A segment from a full socket: seq = SND.NXT, ack = RCV.NXT (tcp_send_ack).
 
-    The socket's TOS (0 unless learned from the host's packets), DF, IPv4 ID from the socket's counter (incremented), timestamps
-    when negotiated.  ``queued`` is the bytes just added to the receive queue
-    (see :func:`select_window`).
+    The socket's TOS (0 unless learned from the host's packets), DF, IPv4 ID
+    from the socket's counter (incremented), timestamps when negotiated, the
+    window from :func:`select_window`.
     """
-    window = select_window(tcb, queued)
+    window = select_window(kernel, tcb)
     options = timestamp_option(tsval(kernel, tcb), tcb.ts_recent) if tcb.ts_ok else b""
     ip_id = tcb.ip_id
     tcb.ip_id = (ip_id + 1) & 0xFFFF

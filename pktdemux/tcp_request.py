@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import reqsk_timer, tcp_conn, tcp_listen
+from . import reqsk_timer, tcp_conn, tcp_listen, tcp_rtx
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
 from .tcp_output import control_ack, send_reset, synack
@@ -74,6 +74,7 @@ def _retransmitted_syn(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
         return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER,
                         "retransmitted SYN within tcp_invalid_ratelimit: no SYN-ACK")
     reply = synack(kernel, seg, tcb)
+    tcp_rtx.handshake_resent(tcb)
     reqsk_timer.rearm(kernel, req)
     return tcp_drop(DropReason.NOT_SPECIFIED, HANDLER, "retransmitted SYN: SYN-ACK sent again (same ISN)",
                     (reply,), ("inet_rtx_syn_ack from tcp_check_req",))
@@ -122,6 +123,7 @@ def _final_ack(kernel: Kernel, req: Socket, seg: Segment) -> Verdict:
     tcb.ip_id = kernel.entropy.socket_ip_id()
     tcb.tos = 0  # the child inherits the listener's TOS (0)
     queue.accept_queue.append(req)
+    tcp_rtx.handshake_done(kernel, tcb, seg)
     verdict = tcp_conn.receive(kernel, req, seg)
     note = f"handshake complete: connection queued for accept() on {listener.display_name}"
     if verdict.note:

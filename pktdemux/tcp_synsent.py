@@ -22,9 +22,10 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from . import tcp_rtx
 from .dropreason import DropReason
 from .sockets import V4_MAPPED_PREFIX, Socket, TcpState
-from .tcp_listen import initial_window
+from .tcp_listen import initial_window, route_initrwnd
 from .tcp_options import syn_options
 from .tcp_output import (
     TS_ALIGNED,
@@ -62,7 +63,9 @@ def start(kernel: Kernel, sock: Socket) -> bytes:
     The SYN (tcp_connect_init, tcp_syn_options): a random ISN, MSS from the
     device MTU, SACK-permitted, timestamps and window scaling as their
     sysctls allow, ECE+CWR only with tcp_ecn=1, the window of
-    tcp_select_initial_window unscaled, DF, TOS 0, the socket's IPv4 ID.
+    tcp_select_initial_window unscaled (at most the route's initrwnd × the
+    MSS: the route out of the device a reply to the peer leaves by), DF,
+    TOS 0, the socket's IPv4 ID.
     """
     sysctls = kernel.ip_sysctls
     remote = sock.remote_addr or b""
@@ -70,16 +73,19 @@ def start(kernel: Kernel, sock: Socket) -> bytes:
     mtu = device_mtu(kernel, sock.device or kernel.default_device)
     mss = mtu - (_IPV6_OVERHEAD if v6 else _IPV4_OVERHEAD)
     wscale_ok = bool(sysctls.tcp_window_scaling)
-    rcv_wnd, rcv_wscale = initial_window(kernel, mss, wscale_ok)
+    route_device = kernel.routing.output_device(remote[12:] if remote.startswith(V4_MAPPED_PREFIX) else remote,
+                                                sock.device or kernel.default_device)
+    rcv_wnd, rcv_wscale = initial_window(kernel, mss, wscale_ok, route_initrwnd(kernel, route_device))
     isn = kernel.entropy.isn()
     tcb = Tcb(
-        iss=isn, snd_una=isn, snd_nxt=(isn + 1) & MOD32, rcv_wnd=rcv_wnd, rcv_space=rcv_wnd, mss=mss,
+        iss=isn, snd_una=isn, snd_nxt=(isn + 1) & MOD32, rcv_wnd=rcv_wnd, mss=mss,
         rcv_mss=mss, rcv_wscale=rcv_wscale, wscale_ok=wscale_ok, ts_ok=bool(sysctls.tcp_timestamps),
         ts_offset=kernel.entropy.ts_offset(), sack_ok=bool(sysctls.tcp_sack), ecn_ok=sysctls.tcp_ecn == 1,
         ip_id=kernel.entropy.socket_ip_id(),
     )
     sock.tcb = tcb
     sock.state = TcpState.SYN_SENT
+    tcp_rtx.handshake_sent(kernel, tcb)
     _arm(kernel, sock, kernel.now + TIMEOUT_INIT)
     return syn(kernel, sock)
 
@@ -123,6 +129,7 @@ def _fire(kernel: Kernel, sock: Socket) -> list[bytes]:
         done(kernel, sock, errno.ETIMEDOUT)
         return []
     tcb.num_timeout += 1
+    tcp_rtx.handshake_resent(tcb)
     packet = syn(kernel, sock)
     _arm(kernel, sock, kernel.now + _timeout(kernel, tcb.num_timeout))
     return [packet]
@@ -185,5 +192,6 @@ def _established(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdic
     if tcb.rtx_timer is not None:
         tcb.rtx_timer.cancel()
         tcb.rtx_timer = None
+    tcp_rtx.handshake_done(kernel, tcb, seg)
     reply = socket_segment(kernel, seg, tcb)
     return tcp_deliver(sock, HANDLER, "SYN-ACK: connection established, third ACK", (reply,))

@@ -147,8 +147,9 @@ class TcpTable:
         """Remove ``sock`` from the established table (no error if absent).
 
         Removing a pending request frees its slot in the listener's SYN queue;
-        a socket registered by :meth:`own` leaves the bind bucket
-        (inet_put_port, inet_twsk_bind_unhash).
+        a connection's retransmission timer stops (tcp_done:
+        tcp_clear_xmit_timers); a socket registered by :meth:`own` leaves
+        the bind bucket (inet_put_port, inet_twsk_bind_unhash).
         """
         if sock.remote_addr is None:
             return
@@ -157,6 +158,10 @@ class TcpTable:
             del self.established[key]
             if sock.state is TcpState.SYN_RECV:
                 release_request_slot(sock)
+            timer = getattr(sock.tcb, "rtx_timer", None)
+            if timer is not None:
+                timer.cancel()
+                sock.tcb.rtx_timer = None
         if sock in self._owned:
             self._owned.discard(sock)
             if self.bound is not None and sock in self.bound:

@@ -26,9 +26,11 @@ class Tcb:
         snd_una, snd_nxt: oldest unacknowledged / next sequence number to send.
         rcv_nxt: next sequence number expected from the peer.
         rcv_wup: RCV.NXT when the last window was advertised (tcp_sock.rcv_wup).
-        rcv_wnd: the receive window advertised last, in bytes.
-        rcv_space: the free space the window re-opens to (the initial window;
-            the application is assumed to read promptly).
+        rcv_wnd: the receive window advertised last, in bytes (it may pass
+            65535 without window scaling: tcp_select_window stores it unclamped).
+        rcvbuf: a full socket's receive buffer, which the window follows
+            (:class:`pktdemux.tcp_rcvbuf.RcvBuffer`), set up with the first
+            segment it sends or receives; None before.
         mss: our MSS (the SYN-ACK's MSS option).
         rcv_mss: our effective segment size (MSS minus 12 with timestamps).
         rcv_wscale: our window-scale shift (0 without window scaling).
@@ -60,8 +62,11 @@ class Tcb:
         num_timeout: how many times that timer fired (request_sock.num_timeout);
             for a connecting socket, how many times its SYN was retransmitted
             (icsk_retransmits).
-        rtx_timer: a connecting socket's armed SYN retransmission timer
-            (:mod:`pktdemux.tcp_synsent`), or None.
+        rtx_timer: the armed retransmission timer (icsk_retransmit_timer): a
+            connecting socket's SYN (:mod:`pktdemux.tcp_synsent`), a closing
+            connection's FIN (:mod:`pktdemux.tcp_rtx`), or None.
+        rtt: the RTT estimate, RTO and retransmission state
+            (:class:`pktdemux.tcp_rtx.Rtt`), None until first needed.
     """
 
     iss: int = 0
@@ -71,7 +76,6 @@ class Tcb:
     rcv_nxt: int = 0
     rcv_wup: int = 0
     rcv_wnd: int = 0
-    rcv_space: int = 0
     mss: int = 536
     rcv_mss: int = 536
     rcv_wscale: int = 0
@@ -98,6 +102,8 @@ class Tcb:
     synack_timer: Any = field(default=None, compare=False, repr=False)
     num_timeout: int = 0
     rtx_timer: Any = field(default=None, compare=False, repr=False)
+    rtt: Any = field(default=None, compare=False, repr=False)
+    rcvbuf: Any = field(default=None, compare=False, repr=False)
 
     def receive_window(self) -> int:
         """Bytes the peer may still send beyond RCV.NXT (tcp_receive_window)."""

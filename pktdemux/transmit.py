@@ -9,8 +9,15 @@ replays as it happened:
 
 * SYN (no ACK): connect() → a SYN_SENT socket (spec §3.8);
 * SYN-ACK for a pending request: its ISN and TSval offset are adopted;
-* data / FIN from a connection: SND.NXT advances; FIN is close()
-  (ESTABLISHED → FIN_WAIT1, CLOSE_WAIT → LAST_ACK);
+* data / FIN from a connection: SND.NXT advances, data is queued for the
+  RTT sample of its ACK (:mod:`pktdemux.tcp_rtx`); a FIN is close(), the
+  path :meth:`Kernel.close <pktdemux.kernel.Kernel.close>` takes
+  (:func:`pktdemux.tcp_conn.close`: ESTABLISHED → FIN_WAIT1, CLOSE_WAIT →
+  LAST_ACK, an orphan, its FIN retransmitted by the emulation until
+  acknowledged); the host's own retransmission of a bare FIN is a kernel
+  packet, matched against the emulation's;
+* RST from a connection the emulation did not reset: the application
+  aborted it (SO_LINGER 0, or close() with unread data): it is removed;
 * UDP from a port without a socket: an implicit bind (inet_autobind).
 """
 
@@ -19,9 +26,10 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from . import tcp_rtx
 from .matching import first_difference, tsval_offset
 from .sockets import V4_ANY, V6_ANY, Proto, Socket, TcpState
-from .tcp_output import ms_clock
+from .tcp_output import ms_clock, select_window
 from .tcp_segment import ACK, FIN, MOD32, RST, SYN
 from .tcp_tcb import Tcb
 from .verdict import Transmission
@@ -156,12 +164,22 @@ def _tcp(kernel: Kernel, packet: bytes, out: _Out) -> Transmission:
     if flags & RST:
         if kernel.sent.take(packet):
             return Transmission(True, "reply", socks, "RST as the emulation sent it")
+        if sock is not None and _aborted(kernel, sock):
+            return Transmission(None, "close", socks, "RST from the connection: the application aborted it "
+                                "(SO_LINGER 0, or close() with unread data); connection removed")
         return Transmission(False, "reply", socks, _unmatched(kernel, packet, "RST"))
+    resent_fin = False
     if sock is not None:
         if sock.tcb.__class__ is Tcb:
+            resent_fin = bool(flags & FIN) and not payload_len and sock.tcb.fin_sent
             _follow(kernel, packet, out, sock, seq, ack, flags, payload_len)
         else:
             _learn(kernel, packet, out, sock, seq, ack, flags, payload_len)
+    if resent_fin:
+        tcp_rtx.fin_resent_by_host(kernel, sock.tcb)  # type: ignore[union-attr]
+        if kernel.sent.take(packet):
+            return Transmission(True, "reply", socks, "FIN retransmitted as the emulation retransmitted it")
+        return Transmission(False, "reply", socks, _unmatched(kernel, packet, "FIN retransmission"))
     if payload_len or flags & FIN:
         # Data and FIN come from the application: the emulation never sends them.
         action = "close" if flags & FIN else "send"
@@ -177,6 +195,8 @@ def _synack(kernel: Kernel, packet: bytes, out: _Out, req: Socket | None, isn: i
         tcb = req.tcb
         tcb.iss = isn
         tcb.snd_una = tcb.snd_nxt = (isn + 1) & MOD32
+        if not tcp_rtx.state(tcb).hs_retrans:
+            tcp_rtx.handshake_sent(kernel, tcb)  # the SYN-ACK's time as the capture shows it
         ts = _tsval(packet, out)
         if ts is not None:
             tcb.ts_offset = (ts - ms_clock(kernel)) & MOD32
@@ -192,6 +212,7 @@ def _connect(kernel: Kernel, packet: bytes, out: _Out, sock: Socket | None, isn:
 
     sport, dport = struct.unpack_from("!HH", packet, out.l4)
     if sock is not None and sock.state is TcpState.SYN_SENT and sock.tcb.iss == isn:
+        tcp_rtx.handshake_resent(sock.tcb)
         return Transmission(None, "connect", (sock,), "SYN retransmitted")
     if sock is not None and sock.state is TcpState.SYN_SENT and kernel.sent.take(packet):
         _adopt_syn(kernel, packet, out, sock.tcb, isn)
@@ -202,11 +223,12 @@ def _connect(kernel: Kernel, packet: bytes, out: _Out, sock: Socket | None, isn:
     opts = parse_options(packet, out.l4 + 20, out.l4 + doff, True)
     mss = opts.mss or 536
     tcb = Tcb(
-        iss=isn, snd_una=isn, snd_nxt=(isn + 1) & MOD32, rcv_wnd=window, rcv_space=window, mss=mss, rcv_mss=mss,
+        iss=isn, snd_una=isn, snd_nxt=(isn + 1) & MOD32, rcv_wnd=window, mss=mss, rcv_mss=mss,
         rcv_wscale=opts.wscale or 0, wscale_ok=opts.wscale is not None, ts_ok=opts.tsval is not None,
         ts_offset=((opts.tsval or 0) - ms_clock(kernel)) & MOD32, sack_ok=opts.sack_ok,
         ip_id=(out.ip_id + 1) & 0xFFFF, tos=packet[1] if out.version == 4 else 0,
     )
+    tcp_rtx.handshake_sent(kernel, tcb)
     sock = Socket(Proto.TCP, out.version, out.src, sport, out.dst, dport, TcpState.SYN_SENT, tcb=tcb)
     kernel.tcp.insert_established(sock)
     kernel.tcp.own(sock)
@@ -219,6 +241,7 @@ def _adopt_syn(kernel: Kernel, packet: bytes, out: _Out, tcb: Tcb, isn: int) -> 
     third ACK, a RST's seq = SEG.ACK) is the host's."""
     tcb.iss = tcb.snd_una = isn
     tcb.snd_nxt = (isn + 1) & MOD32
+    tcp_rtx.handshake_sent(kernel, tcb)
     ts = _tsval(packet, out)
     if ts is not None and tcb.ts_ok:
         tcb.ts_offset = (ts - ms_clock(kernel)) & MOD32
@@ -231,6 +254,8 @@ def _follow(kernel: Kernel, packet: bytes, out: _Out, sock: Socket, seq: int, ac
     """Keep a connection in step with what the host really sent."""
     tcb: Tcb = sock.tcb
     end = (seq + payload_len + (1 if flags & FIN else 0)) & MOD32
+    if payload_len:
+        tcp_rtx.data_sent(kernel, tcb, seq, end)
     if (end - tcb.snd_nxt) & 0x80000000 == 0:
         tcb.snd_nxt = end
     if out.version == 4:
@@ -243,12 +268,32 @@ def _follow(kernel: Kernel, packet: bytes, out: _Out, sock: Socket, seq: int, ac
         tcb.ts_offset = (ts - ms_clock(kernel)) & MOD32
     if payload_len or flags & FIN:
         _accepted(sock)
-    if flags & FIN and not tcb.fin_sent:
-        tcb.fin_sent = True
-        if sock.state is TcpState.ESTABLISHED:
-            sock.state = TcpState.FIN_WAIT1
-        elif sock.state is TcpState.CLOSE_WAIT:
-            sock.state = TcpState.LAST_ACK
+        if tcb.synced:  # the host's kernel chose this segment's window: RCV.WUP and the offer move (tcp_select_window)
+            select_window(kernel, tcb)
+    if flags & FIN and not tcb.fin_sent and sock.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+        from .tcp_conn import close
+
+        close(kernel, sock, from_host=True, bare=not payload_len)
+
+
+#: States in which the application's abortive close sends a RST (tcp_need_reset).
+_ABORTABLE = (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1, TcpState.CLOSING, TcpState.LAST_ACK)
+
+
+def _aborted(kernel: Kernel, sock: Socket) -> bool:
+    """The host reset a connection the emulation holds open: the
+    application's abortive close (tcp_disconnect, tcp_close with unread
+    data); the socket leaves every table as after close()."""
+    tcb = sock.tcb
+    if tcb.__class__ is not Tcb or not tcb.synced:
+        return False
+    if sock.state not in _ABORTABLE and not (sock.state is TcpState.FIN_WAIT2 and tcb.shut_wr):
+        return False
+    from .bind import close
+
+    kernel.tcp.remove_established(sock)
+    close(kernel, sock)
+    return True
 
 
 def _learn(kernel: Kernel, packet: bytes, out: _Out, sock: Socket, seq: int, ack: int, flags: int,

@@ -65,11 +65,14 @@ def host_toml(
     interface: str = "tun0",
     mtu: int | None = None,
     sysctls: Mapping[str, Any] | None = None,
+    initrwnd: int | None = None,
 ) -> str:
     """Host-file TOML text for this host (keys with a None value are left out)."""
     lines = ["[host]", f"addresses = {toml_value(list(addresses))}", f"interface = {toml_value(interface)}"]
     if mtu is not None:
         lines.append(f"mtu = {mtu}")
+    if initrwnd is not None:
+        lines.append(f"initrwnd = {initrwnd}")
     if sysctls:
         lines += ["", "[sysctl]"] + [f"{toml_value(k)} = {toml_value(v)}" for k, v in sysctls.items()]
     for sock in sockets:
@@ -156,20 +159,23 @@ def connection_tcb_values(conn: ConnectionState) -> dict[str, Any]:
 def new_connection_tcb(kernel: Any, conn: ConnectionState, mtu: int | None) -> Any:
     """The TCB the emulation gives a connection it accepted after the
     oracle's handshake (a SYN offering only an MSS): our MSS from the device
-    MTU, no window scaling, no timestamps, the SYN-ACK's window as the
-    receive space, a random IPv4 ID start (:func:`pktdemux.tcp_listen.new_request`)."""
+    MTU, no window scaling, no timestamps, a random IPv4 ID start
+    (:func:`pktdemux.tcp_listen.new_request`); the SYN-ACK's window comes
+    with the sequence numbers (:func:`connection_tcb_values`)."""
     from pktdemux.tcp_tcb import Tcb
 
     v6 = ":" in conn.local
     mss = (mtu or 1500) - (60 if v6 else 40)
-    return Tcb(mss=mss, rcv_mss=mss, rcv_space=conn.window, ip_id=kernel.entropy.socket_ip_id())
+    return Tcb(mss=mss, rcv_mss=mss, ip_id=kernel.entropy.socket_ip_id())
 
 
 def give_connection_state(kernel: Any, connections: Iterable[ConnectionState], host: HostSetup) -> None:
     """Start the emulation's ESTABLISHED sockets from the kernel's sequence
     numbers (the ISN is random on Linux).  A host-file connection has no TCB
     until its first segment (the emulation would learn one from it): it gets
-    :func:`new_connection_tcb` first.  Attributes the TCB lacks are skipped."""
+    :func:`new_connection_tcb` first.  Attributes the TCB lacks are skipped.
+    The RTT estimate starts from the kernel's handshake sample (TCP_INFO), so
+    that the RTO, and the FIN's retransmissions, are the kernel's."""
     by_name = {s.display_name: s for s in kernel.sockets}
     for conn in connections:
         sock = by_name.get(host.sockets[conn.index].display_name)
@@ -181,6 +187,10 @@ def give_connection_state(kernel: Any, connections: Iterable[ConnectionState], h
         for attr, value in connection_tcb_values(conn).items():
             if hasattr(tcb, attr):
                 setattr(tcb, attr, value)
+        if getattr(conn, "rtt_us", 0) and hasattr(tcb, "rtt"):
+            from pktdemux import tcp_rtx
+
+            tcp_rtx.seed(kernel, tcb, conn.rtt_us)  # the handshake's RTT sample, as the kernel measured it
 
 
 def run_emulation(
@@ -197,6 +207,7 @@ def run_emulation(
     from pktdemux.hostfile import build_kernel, parse_host
 
     kernel = build_kernel(parse_host(case.host, f"<{case.name}>"), seed=seed)
+    kernel.autoread = False  # the oracle's applications read nothing unless a case says so
     host = HostSetup.from_toml(case.host)
     device = host.interface
     packets = [injection.packet for injection in case.packets]

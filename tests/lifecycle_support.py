@@ -131,6 +131,7 @@ def emulate(case: Case, oracle: OracleResult, seed: int = SEED) -> Timeline:
     """Run ``case`` on the emulation on the oracle's timeline (see the module
     docstring), with the kernel's connection state handed over."""
     kernel = build_kernel(parse_host(case.host, f"<{case.name}>"), seed=seed)
+    kernel.autoread = False  # as the oracle's applications: they read at ``recv`` calls only
     host = HostSetup.from_toml(case.host)
     device = host.interface
     give_connection_state(kernel, oracle.connections, host)
@@ -218,7 +219,7 @@ def _emulate_call(run: Timeline, call: Any, result: Any, device: str) -> Emulate
             elif call.call == "shutdown_wr":
                 sent = kernel.shutdown_write(sock, now=now)
             elif call.call == "recv":
-                sent = ()  # the emulation assumes the application reads what arrives at once
+                sent = kernel.recv(sock, now=now)
             else:
                 sent = ()
                 error = kernel.so_error(sock)
@@ -408,6 +409,23 @@ def differences(case: Case, run: Timeline, slack: float = TIME_SLACK, *, labels:
     notes += [f"[{case.name}] the kernel refused socket {r.name}: {r.error}" for r in run.oracle.sockets
               if r.error and (sockets is None or r.name in sockets)]
     return notes
+
+
+def flow_differences(case: Case, run: Timeline, flow: tuple[int, int], slack: float = TIME_SLACK) -> list[str]:
+    """Disagreements on one TCP flow (local port, peer port) over the whole
+    timeline: every packet of the flow either side sent, after any step,
+    paired by content (random fields masked) within ``slack`` seconds, so
+    that an ACK Linux delays past the next step still pairs with the
+    emulation's at once."""
+    def of_flow(replies: list[Timed]) -> list[Timed]:
+        return [(t, p) for t, p in replies if _is_tcp(p) and flow_of(p) == flow]
+
+    theirs = run.all_kernel() + [t for j in range(len(run.calls)) for t in run.call_replies(j)[0]]
+    ours = run.all_emulated() + [t for j in range(len(run.calls)) for t in run.call_replies(j)[1]]
+    only_k, only_e = _pair(sorted(of_flow(theirs)), sorted(of_flow(ours)), slack)
+    if not only_k and not only_e:
+        return []
+    return [_step_note([f"[{case.name}] flow {flow[0]} <-> {flow[1]}"], only_k, only_e)]
 
 
 def _step_note(lines: list[str], only_k: list[Timed], only_e: list[Timed]) -> str:

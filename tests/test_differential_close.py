@@ -182,12 +182,8 @@ def _states(run: Timeline, case: Case, vid: str, *, emulated: bool = False) -> l
     return [next((row[4] for row in table if (row[1], row[3]) == (lport, rport)), None) for table in tables]
 
 
-_XFAIL = {
-    "SHUTWR": "the ACK of the FIN after 4 bytes of data advertises window 64236 where Linux advertises 64235: "
-              "the emulation's receive window assumes unread data is gone (see S16 in "
-              "test_differential_lifecycle.py); states and the data delivered agree "
-              "(test_shutdown_write_keeps_receiving)",
-}
+#: vector id → why the emulation is known to disagree (a strict xfail)
+_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.kernel

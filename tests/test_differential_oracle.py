@@ -65,7 +65,8 @@ def test_scenario_survives_its_json_form() -> None:
     host = HostSetup.from_toml(host_toml(
         [{"label": "udp://[::]:53", "v6only": True, "name": "dns"},
          {"label": "tcp://10.0.0.1:80", "peer": "10.0.0.2:6000", "reuseaddr": True}],
-        sysctls={"net.ipv4.ip_local_port_range": [40000, 40009]}, mtu=1400))
+        sysctls={"net.ipv4.ip_local_port_range": [40000, 40009]}, mtu=1400, initrwnd=10))
+    assert host.initrwnd == 10
     scenario = Scenario(host, (Injection(0.0, T01_IN), Injection(0.5, U01_IN, True)), settle=0.2, name="x")
     assert Scenario.from_json(scenario.to_json()) == scenario
 
@@ -80,6 +81,7 @@ def test_host_setup_reads_the_host_file_model() -> None:
     assert host.interface == "eth0"
     assert sock.endpoint == ("tcp", "::ffff:a00:1", 80, 6)
     assert (sock.listen, sock.peer, sock.v6only, sock.uid) == (16, None, None, 0)
+    assert host.initrwnd is None
 
 
 @pytest.mark.parametrize("label", ["tcp://10.0.0.1", "sctp://10.0.0.1:80", "udp://fd00::1:53", "tcp://[10.0.0.1]:1"])
@@ -265,7 +267,7 @@ def test_host_setup_from_the_parsed_host_file() -> None:
 
     text = host_toml([{"label": "udp://[::]:53", "v6only": True, "name": "dns"},
                       {"label": "tcp://10.0.0.1:80", "peer": "10.0.0.2:6000", "reuseaddr": True}],
-                     sysctls={"net.ipv4.icmp_ratelimit": 0})
+                     sysctls={"net.ipv4.icmp_ratelimit": 0}, initrwnd=4)
     assert HostSetup.from_spec(parse_host(text)) == HostSetup.from_toml(text)
 
 

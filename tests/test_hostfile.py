@@ -27,6 +27,7 @@ FULL = """
 addresses = ["10.0.0.1/24", "fd00::1/64"]
 interface = "tun0"
 mtu = 1400
+initrwnd = 10
 
 [sysctl]
 "net.ipv4.icmp_ratelimit" = 250
@@ -62,6 +63,7 @@ def test_full_file_parses_to_its_values() -> None:
     spec = parse_host(FULL, "host.toml")
     (iface,) = spec.interfaces
     assert (iface.name, iface.mtu, [str(a) for a in iface.addresses]) == ("tun0", 1400, ["10.0.0.1/24", "fd00::1/64"])
+    assert iface.initrwnd == 10
     assert dict(spec.sysctl) == {"net.ipv4.icmp_ratelimit": 250, "net.ipv4.ip_local_port_range": (40000, 40999)}
     web, dns, mdns = spec.sockets
     assert web == SocketSpec(proto=Proto.TCP, family=4, address=_ip("10.0.0.1"), port=8080, name="web server",
@@ -88,6 +90,25 @@ def test_loopback_only_host_keeps_loopback_addresses() -> None:
     assert [s.label for s in kernel.tcp.listeners()] == ["tcp://127.0.0.1:8080"]
 
 
+def test_initrwnd_caps_the_initial_window_of_the_hosts_routes() -> None:
+    """[host] initrwnd: the routes out of the host's device carry it, so a
+    SYN-ACK offers at most initrwnd x MSS (tcp_select_initial_window); a
+    loopback connection's route (lo) does not; 0 or no key: no cap."""
+    from tcp_helpers import segment, tcp_header
+
+    def synack_windows(initrwnd: str) -> list[int]:
+        kernel = build_kernel(parse_host(f'[host]\naddresses = ["10.0.0.1/24"]\n{initrwnd}\n'
+                                         '[[sockets]]\nlabel = "tcp://0.0.0.0:80"\nlisten = 8\n'))
+        assert [i.initrwnd for i in kernel.interfaces] == [0, int(initrwnd.partition("=")[2] or 0)]
+        syns = [("10.0.0.2", "10.0.0.1", 4000), ("127.0.0.1", "127.0.0.1", 4001)]
+        return [tcp_header(kernel.receive(segment(src, dst, sport, 80, "S", options=b"\x02\x04\x05\xb4"),
+                                          now=1.0).replies[0])[5] for src, dst, sport in syns]
+
+    assert synack_windows("initrwnd = 4") == [4 * 1460, 65495]
+    assert synack_windows("initrwnd = 0") == synack_windows("") == [44 * 1460, 65495]
+    assert "initrwnd" not in host_to_dict(parse_host("[host]\ninitrwnd = 0\n"))["host"]
+
+
 def test_sysctl_names_may_be_nested_tables() -> None:
     """Unquoted dotted keys (a nested TOML table) name the same sysctl."""
     spec = parse_host("[sysctl]\nnet.ipv4.icmp_ratelimit = 5\n")
@@ -105,6 +126,8 @@ BAD = [
     ("addresses_not_list", '[host]\naddresses = "10.0.0.1/24"\n', "host.addresses", "must be an array"),
     ("mtu_too_small", "[host]\nmtu = 20\n", "host.mtu", "must be an integer in 68..65536, not 20"),
     ("mtu_bool", "[host]\nmtu = true\n", "host.mtu", "must be an integer"),
+    ("initrwnd_negative", "[host]\ninitrwnd = -1\n", "host.initrwnd", "must be an integer in 0..65535, not -1"),
+    ("initrwnd_text", '[host]\ninitrwnd = "10"\n', "host.initrwnd", "must be an integer"),
     ("interface_name", '[host]\ninterface = "eth 0"\n', "host.interface", "not a device name: 'eth 0'"),
     ("unknown_sysctl", '[sysctl]\n"net.ipv4.nope" = 1\n', 'sysctl."net.ipv4.nope"', "unknown sysctl"),
     ("sysctl_shape", '[sysctl]\n"net.ipv4.ip_local_port_range" = 5\n', 'sysctl."net.ipv4.ip_local_port_range"',
@@ -299,10 +322,12 @@ def socket_specs(draw: st.DrawFn) -> SocketSpec:
 
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(socket_specs(), max_size=4), st.integers(68, 65536),
-       st.dictionaries(st.sampled_from(["net.ipv4.icmp_ratelimit", "net.ipv4.ip_default_ttl"]), st.integers(0, 255)))
-def test_host_to_dict_round_trips(sockets: list[SocketSpec], mtu: int, sysctl: dict[str, int]) -> None:
+       st.dictionaries(st.sampled_from(["net.ipv4.icmp_ratelimit", "net.ipv4.ip_default_ttl"]), st.integers(0, 255)),
+       st.integers(0, 65535))
+def test_host_to_dict_round_trips(sockets: list[SocketSpec], mtu: int, sysctl: dict[str, int], initrwnd: int) -> None:
     """host_from_dict(host_to_dict(spec)) == spec for any spec a file can express."""
     from pktdemux import Interface
-    spec = HostSpec(interfaces=(Interface("eth1", [ipaddress.ip_interface("192.0.2.1/24")], mtu),),
+    spec = HostSpec(interfaces=(Interface("eth1", [ipaddress.ip_interface("192.0.2.1/24")], mtu,
+                                          initrwnd=initrwnd),),
                     sysctl=sysctl, sockets=tuple(sockets))
     assert host_from_dict(host_to_dict(spec)) == spec

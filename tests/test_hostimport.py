@@ -269,7 +269,9 @@ def test_infer_listener_with_evidence_and_sysctls() -> None:
     assert (sock.label, sock.listen is not None) == ("tcp://0.0.0.0:110", True)
     assert "packets 14, 27" in imported.socket_notes[0][0]
     assert imported.spec.sysctl["net.ipv4.ip_default_ttl"] == 57
-    assert imported.spec.sysctl["net.ipv4.tcp_rmem"][1] == 11680  # type: ignore[index]
+    # SYN-ACK window 5840 = 4 x 1460: the route's initrwnd, the buffer kept at its default
+    assert imported.spec.interfaces[0].initrwnd == 4
+    assert imported.spec.sysctl["net.ipv4.tcp_rmem"][1] == 131072  # type: ignore[index]
 
 
 def test_infer_busiest_responder_and_loopback() -> None:

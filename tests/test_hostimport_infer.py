@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from pktdemux.capture import Capture
+from pktdemux.capture import Capture, Record
 from pktdemux.hostfile import build_kernel, parse_host
 from pktdemux.hostimport import infer_host, render, stack_signs
 from pktdemux.replay import Replay
@@ -46,11 +46,11 @@ def capture(*packets, mac: dict[str, str] | None = None) -> list[Rec]:  # type: 
 
 def handshake(server: str, port: int, *, ttl: int = 64, sport: int = 40000, ip_id: int = 0,
               synack_opts=LINUX_SYNACK_OPTS, syn_opts=SYN_OPTS, syn_tos: int = 0, tos: int = 0,
-              syn_flags: str = "S", synack_flags: str = "SA"):  # type: ignore[no-untyped-def]
+              syn_flags: str = "S", synack_flags: str = "SA", window: int = 64240):  # type: ignore[no-untyped-def]
     syn = IP(src=CLIENT, dst=server, tos=syn_tos) / TCP(sport=sport, dport=port, flags=syn_flags, seq=1000,
                                                         options=syn_opts)
     synack = IP(src=server, dst=CLIENT, ttl=ttl, id=ip_id, flags="DF", tos=tos) / TCP(
-        sport=port, dport=sport, flags=synack_flags, seq=5000, ack=1001, window=64240, options=synack_opts)
+        sport=port, dport=sport, flags=synack_flags, seq=5000, ack=1001, window=window, options=synack_opts)
     return [syn, synack]
 
 
@@ -195,6 +195,70 @@ def test_synack_tos(syn_tos: int, tos: int, reflect, caveat: bool) -> None:  # t
     assert ("TOS their SYN did not carry" in text(imported)) is caveat
 
 
+NO_TS_OPTS = [("MSS", 1460), ("NOP", None), ("NOP", None), ("SAckOK", b""), ("NOP", None), ("WScale", 7)]
+
+
+@pytest.mark.parametrize("synack_opts, window, initrwnd, rmem1", [
+    (LINUX_SYNACK_OPTS, 14480, 10, None),  # 10 x 1448 (MSS 1460 less 12 for timestamps)
+    (NO_TS_OPTS, 5840, 4, None),           # 4 x 1460
+    (NO_TS_OPTS, 29200, 20, None),         # 20 x 1460, older kernels' default cap
+    (NO_TS_OPTS, 64240, 0, None),          # 6.18's own window: nothing to set
+    ([("MSS", 65495), ("SAckOK", b""), ("Timestamp", (7, 1)), ("NOP", None), ("WScale", 7)],
+     43690, 0, 87380),                     # no whole number of segments: half of tcp_rmem[1]
+])
+def test_small_synack_window_is_the_routes_initrwnd(synack_opts, window: int, initrwnd: int,  # type: ignore[no-untyped-def]
+                                                    rmem1: int | None) -> None:
+    """A SYN-ACK window of N whole segments below 6.18's default is the
+    route's initrwnd, the buffer (tcp_rmem[1]) left at its default; only a
+    window no initrwnd gives is half of a smaller tcp_rmem[1]."""
+    imported = infer(capture(*handshake("198.51.100.1", 80, synack_opts=synack_opts, window=window)))
+    assert imported.spec.interfaces[0].initrwnd == initrwnd
+    rmem = imported.spec.sysctl.get("net.ipv4.tcp_rmem", (4096, 131072, 33554432))
+    assert rmem[1] == (rmem1 or 131072)  # type: ignore[index]
+    if initrwnd:
+        assert f"initrwnd = {initrwnd}\n" in text(imported)
+        assert f"# initrwnd = {initrwnd}: SYN-ACK window {window} (packet 2) is {initrwnd} x" in text(imported)
+        assert "1 of 1 SYN-ACK(s) agree" in " ".join(imported.host_notes)
+    else:
+        assert "initrwnd" not in text(imported)
+
+
+def test_synack_over_loopback_gives_no_initrwnd_to_the_hosts_device() -> None:
+    """A host on eth0 whose SYN-ACK went to its own address (over lo, whose
+    routes [host] initrwnd does not set): the window is taken as half of
+    tcp_rmem[1] instead."""
+    loop = handshake("127.0.0.1", 3306, synack_opts=NO_TS_OPTS, window=5840)
+    loop[0][IP].src = "127.0.0.1"
+    loop[1][IP].dst = "127.0.0.1"
+    wire = [IP(src="10.0.0.5", dst="10.0.0.9") / UDP(sport=5000, dport=53),
+            IP(src="10.0.0.9", dst="10.0.0.5") / UDP(sport=53, dport=5000)]
+    imported = infer(capture(*loop, *wire))
+    assert imported.spec.interfaces[0].name == "eth0"
+    assert imported.spec.interfaces[0].initrwnd == 0
+    assert imported.spec.sysctl["net.ipv4.tcp_rmem"][1] == 11680  # type: ignore[index]
+
+
+def test_inferred_initrwnd_reproduces_the_synack_and_the_window_after_it() -> None:
+    """The SYN-ACK window N x MSS, and the window of the ACK for data that
+    follows it (rcv_ssthresh starts at N x MSS, the buffer at its default):
+    a replay of the inferred host matches both."""
+    syn, synack = handshake("198.51.100.1", 80, synack_opts=NO_TS_OPTS, syn_opts=NO_TS_OPTS, window=5840)
+    data = IP(src=CLIENT, dst="198.51.100.1") / TCP(sport=40000, dport=80, flags="PA", seq=1001, ack=5001,
+                                                     window=502) / (b"x" * 1460)
+    records = capture(syn, synack, IP(src=CLIENT, dst="198.51.100.1") / TCP(sport=40000, dport=80, flags="A",
+                                                                          seq=1001, ack=5001, window=502), data)
+    imported = infer(records)
+    assert imported.spec.interfaces[0].initrwnd == 4
+    replay = Replay(build_kernel(imported.spec))
+    results = {r.n: r for r in replay.run(Record(r.n, round(r.time * 1e9), r.time, r.linktype, r.frame,
+                                                   len(r.frame)) for r in records)}
+    (ack,) = results[4].verdict.replies
+    window = int.from_bytes(ack[34:36], "big")
+    # rcv_ssthresh 5840 grew by 2 x 1460 (tcp_grow_window) to 8760; scale 7: ALIGN(8760, 128) >> 7
+    assert window == -(-8760 // 128)
+    assert results[2].matched is True
+
+
 # -- what no setting reproduces is said ------------------------------------------------------------
 
 def test_ip_id_on_tcp_replies_is_a_caveat() -> None:
@@ -323,6 +387,8 @@ FIGURES = [
     ("localhost_v6_refused_http.pcap", 27, 26),
     ("http_ns_be.pcap", 5, 4),
     ("smtp_ipv6_tcp.pcap", 6, 6),
+    ("vlan0_http.pcap", 2, 2),       # initrwnd 10: the SYN-ACK and the ACK after the request
+    ("http_3streams.pcap", 3, 1),    # initrwnd 4; the other two carry TOS 0x20 (the server's network)
 ]
 
 

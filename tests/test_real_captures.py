@@ -205,7 +205,8 @@ def test_tcp_syn_refused() -> None:
 
 def test_pop3_refused_and_accepted() -> None:
     """Servers .188 and .171 refuse port 110 (three SYNs each, RST each time);
-    .166 accepts.  With TTL 57 and the old kernel's tcp_rmem every RST and
+    .166 accepts.  With TTL 57, the old kernel's window scale (tcp_rmem[2])
+    and its 4-segment initial window (the route's initrwnd) every RST and
     every SYN-ACK of the servers is reproduced."""
     results, totals = replay_capture("pop3_refused_retries.pcap")
     refused = [r for r in results if r.direction == "in" and tcp_flags(ip_datagram(r.ip)) == "S"
@@ -506,6 +507,10 @@ def test_linux_host_rsts_and_synacks_matched(capture: str) -> None:
     # packet 9: the window grew past tcp_rmem[1] / 2 after a full-sized
     # segment (the receive buffer's scaling ratio), which is not modelled
     ("http_ns_be.pcap", [3, 5, 7], [9]),
+    # the route's initrwnd (10 and 4 segments): the window starts there with
+    # the buffer of 6.18's tcp_rmem[1] behind it, and grows after the request
+    ("vlan0_http.pcap", [5], []),
+    ("http_3streams.pcap", [28], []),
 ])
 def test_linux_host_acks(capture: str, matched: list[int], unmatched: list[int]) -> None:
     """The pure ACKs of Linux hosts, window included, where the emulation

@@ -24,10 +24,17 @@ out.  The rules, for packets of the host (``addresses``):
   implicit bind).
 * Sysctls the replies reveal, each with its evidence: the TTL or hop limit
   of the host's kernel-made replies (net.ipv4.ip_default_ttl,
-  net.ipv6.conf.all.hop_limit), the SYN-ACK window scale (tcp_rmem[2]) and
-  window (tcp_rmem[1]), and the SYN-ACK MSS (the device MTU).  A TTL is as
+  net.ipv6.conf.all.hop_limit), the SYN-ACK window scale (tcp_rmem[2]),
+  the SYN-ACK MSS (the device MTU) and the SYN-ACK window.  A TTL is as
   captured: seen hops away, it is lower than the host's setting, and the
   proposed value is the one that makes the replies compare.
+* A SYN-ACK window smaller than 6.18's default that is a whole number N of
+  segments (the MSS, less 12 with timestamps) is the route's initial
+  receive window: ``[host] initrwnd = N`` (``ip route ... initrwnd N``;
+  kernels before 4.19 capped the initial window so by default, at 10 or 20
+  segments).  The buffer keeps its default size, so the window grows after
+  the handshake as it does on Linux.  Only a window no initrwnd explains
+  is taken as half of tcp_rmem[1] (:meth:`_Collector._from_synacks`).
 
 * TCP options and TOS (:meth:`_Collector._tcp_options`): an option every
   SYN offered and no SYN-ACK answered turns its sysctl off (tcp_timestamps,
@@ -154,8 +161,9 @@ def infer_host(records: Iterable[RecordLike], addresses: Iterable[Address] | Non
     sysctl, sysctl_notes, mtu = evidence.sysctls(loopback_host)
     host_addresses = [a for a in given if not a.ip.is_loopback]
     return build_host(evidence.sockets(), source=header[0], addresses=host_addresses,
-                      interface="lo" if loopback_host else None, mtu=mtu,
-                      sysctl=sysctl, sysctl_notes=sysctl_notes, header=header[1:])
+                      interface="lo" if loopback_host else None, mtu=mtu, initrwnd=evidence.initrwnd,
+                      sysctl=sysctl, sysctl_notes=sysctl_notes, host_notes=evidence.host_notes,
+                      header=header[1:])
 
 
 # -- packets --------------------------------------------------------------------------
@@ -527,6 +535,12 @@ class _Collector:
         self.ttl: dict[int, Counter[int]] = {4: Counter(), 6: Counter()}
         self.ttl_packets: dict[tuple[int, int], list[int]] = defaultdict(list)
         self.synacks: list[tuple[int, int, int, dict[str, int]]] = []  # n, family, window, options
+        #: the routes' initrwnd the SYN-ACK windows show (0: none), and the
+        #: evidence for [host] keys (initrwnd, mtu); set by :meth:`sysctls`
+        self.initrwnd = 0
+        self.host_notes: list[str] = []
+        #: SYN-ACKs to the host's own addresses: sent over lo
+        self.looped_synacks: set[int] = set()
         self.host_opened = 0
         #: SYNs by 4-tuple: (packet, options, flags, TOS)
         self.syn_info: dict[tuple[bytes, int, bytes, int], tuple[int, dict[str, int], int, int]] = {}
@@ -579,6 +593,8 @@ class _Collector:
         if flags & (_SYN | _ACK) == _SYN | _ACK:
             self.listening[key].add(p.n)
             self.synacks.append((p.n, p.family, window, opts))
+            if dst_local:
+                self.looped_synacks.add(p.n)
             if not _linux_layout(p.l4[20:(p.l4[12] >> 4) * 4], opts):
                 self.odd_layout.append(p.n)
             if rev in self.syn_info:
@@ -777,6 +793,7 @@ class _Collector:
                 notes.append(f"{name} = {ttl}: {count} of the host's {total} IPv{family} kernel-made replies have "
                              f"it ({packets.text()}); seen hops away, the host's own value is higher.")
         mtu = None
+        self.initrwnd, self.host_notes = 0, []
         if self.synacks:
             rmem, rmem_notes, mtu = self._from_synacks(loopback_host)
             if rmem is not None:
@@ -859,18 +876,41 @@ class _Collector:
         mss = opts.get("mss")
         if mss:
             rcv_mss = mss - 12 if "ts" in opts else mss
-            if _window(default[1], rcv_mss) != window and window < 0xFFFF:
-                candidate = 2 * window
-                if _window(candidate, rcv_mss) == window:
-                    rmem[1] = candidate
-                    notes.append(f"tcp_rmem[1] = {candidate}: SYN-ACK window {window} (packet {n}) is half of it"
-                                 f"{' rounded to the MSS' if window >= rcv_mss else ''}.")
+            rmem1 = _default_rmem1()
+            if _window(rmem1, rcv_mss) != window and window < 0xFFFF:
+                initrwnd = window // rcv_mss
+                # a SYN-ACK over lo on a host on another device: [host] initrwnd is not lo's
+                over_device = loopback_host or n not in self.looped_synacks
+                if over_device and window % rcv_mss == 0 and _window(rmem1, rcv_mss, initrwnd) == window:
+                    self.initrwnd = initrwnd
+                    self.host_notes.append(self._initrwnd_note(initrwnd, rmem1))
+                else:
+                    candidate = 2 * window
+                    if _window(candidate, rcv_mss) == window:
+                        rmem[1] = candidate
+                        notes.append(f"tcp_rmem[1] = {candidate}: SYN-ACK window {window} (packet {n}) is half of "
+                                     f"it{' rounded to the MSS' if window >= rcv_mss else ''}.")
             headers = 40 if family == 4 else 60
             if not loopback_host and mss + headers != 1500:
                 mtu = mss + headers
-                notes.append(f"MTU {mtu} ([host] mtu): the SYN-ACK in packet {n} announces MSS {mss}.")
+                self.host_notes.append(f"MTU {mtu} ([host] mtu): the SYN-ACK in packet {n} announces MSS {mss}.")
         rmem_t = tuple(rmem)
         return (rmem_t if rmem_t != tuple(default) else None), notes, mtu
+
+    def _initrwnd_note(self, initrwnd: int, rmem1: int) -> str:
+        """The evidence for ``[host] initrwnd``: the first SYN-ACK's window
+        in segments, and how many SYN-ACKs the value explains."""
+        n, _, window, opts = self.synacks[0]
+        rcv_mss = opts["mss"] - 12 if "ts" in opts else opts["mss"]
+        segment = f"{rcv_mss} (MSS {opts['mss']} less 12 for timestamps)" if "ts" in opts else f"MSS {rcv_mss}"
+        sized = [(w, o) for _, _, w, o in self.synacks if o.get("mss")]
+        agree = sum(1 for w, o in sized
+                    if w == min(_window(rmem1, o["mss"] - 12 if "ts" in o else o["mss"], initrwnd), 0xFFFF))
+        return (f"initrwnd = {initrwnd}: SYN-ACK window {window} (packet {n}) is {initrwnd} x {segment}, the "
+                f"initial window of a route with initrwnd {initrwnd} (ip route ... initrwnd {initrwnd}; kernels "
+                f"before 4.19 capped it so by default), below the {_window(rmem1, rcv_mss)} of tcp_rmem[1] = "
+                f"{rmem1}, which is kept so that the window grows as Linux's does; {agree} of {len(sized)} "
+                "SYN-ACK(s) agree.")
 
     def _first_with(self, key: str, value: int) -> int:
         return next(n for n, _, _, o in self.synacks if o.get(key) == value)
@@ -881,9 +921,18 @@ def _wscale(rmem_max: int) -> int:
     return min(max(largest.bit_length() - 1 - 15, 0), 14)
 
 
-def _window(rmem1: int, rcv_mss: int) -> int:
-    """The SYN-ACK window tcp_rmem[1] gives (pktdemux.tcp_listen.initial_window)."""
+def _default_rmem1() -> int:
+    """6.18's default tcp_rmem[1]."""
+    value = DEFAULTS["net.ipv4.tcp_rmem"]
+    return value[1] if isinstance(value, tuple) else value
+
+
+def _window(rmem1: int, rcv_mss: int, initrwnd: int = 0) -> int:
+    """The SYN-ACK window tcp_rmem[1] and the route's initrwnd give
+    (pktdemux.tcp_listen.initial_window)."""
     space = rmem1 // 2
     if space > rcv_mss > 0:
         space -= space % rcv_mss
+    if initrwnd:
+        space = min(space, initrwnd * rcv_mss)
     return min(space, 0xFFFF)

@@ -79,9 +79,12 @@ class Imported:
             sockets left out and why).
         sysctl_notes: comment lines above ``[sysctl]`` (evidence per value).
         socket_notes: per socket of ``spec.sockets``, comment lines above it.
+        host_notes: comment lines above ``[host]`` (evidence for its keys,
+            such as ``mtu`` and ``initrwnd``).
     """
 
     spec: HostSpec
     header: tuple[str, ...] = ()
     sysctl_notes: tuple[str, ...] = ()
     socket_notes: tuple[tuple[str, ...], ...] = ()
+    host_notes: tuple[str, ...] = ()

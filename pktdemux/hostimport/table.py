@@ -70,6 +70,8 @@ def build_host(
     sysctl: Mapping[str, SysctlValue] | None = None,
     sysctl_notes: Sequence[str] = (),
     header: Sequence[str] = (),
+    initrwnd: int = 0,
+    host_notes: Sequence[str] = (),
 ) -> Imported:
     """The host file for ``observed`` sockets.
 
@@ -80,7 +82,9 @@ def build_host(
             local addresses of the sockets, with guessed prefixes.
         interface: the host's device; None: the one device sockets are
             bound to, else ``eth0``.
-        mtu, sysctl, sysctl_notes: passed through to the file.
+        mtu, initrwnd, sysctl, sysctl_notes, host_notes: passed through
+            to the file (``[host] mtu``, ``[host] initrwnd``, ``[sysctl]``,
+            the comments above ``[sysctl]`` and ``[host]``).
         header: lines for the header, after ``source``.
 
     Returns:
@@ -100,12 +104,12 @@ def build_host(
                  "says why it needs one.")
     notes += _skipped_lines(skipped)
     spec = HostSpec(
-        interfaces=(_make_interface(interface, addresses, mtu),),
+        interfaces=(_make_interface(interface, addresses, mtu, initrwnd),),
         sysctl=MappingProxyType(dict(sysctl or {})),
         sockets=tuple(_spec(o) for o in ordered),
     )
     return Imported(spec=spec, header=tuple(notes), sysctl_notes=tuple(sysctl_notes),
-                    socket_notes=tuple(tuple(o.notes) for o in ordered))
+                    socket_notes=tuple(tuple(o.notes) for o in ordered), host_notes=tuple(host_notes))
 
 
 # -- selection -------------------------------------------------------------------
@@ -209,10 +213,10 @@ def _devices(kept: list[Observed], interface: str) -> None:
             o.device = None
 
 
-def _make_interface(name: str, addresses: list[Address], mtu: int | None) -> Interface:
+def _make_interface(name: str, addresses: list[Address], mtu: int | None, initrwnd: int = 0) -> Interface:
     base = loopback() if name == LOOPBACK else Interface(name, [], DEFAULT_MTU)
     extra = [a for a in addresses if a not in base.addresses]
-    return Interface(name, list(base.addresses) + extra, mtu if mtu is not None else base.mtu)
+    return Interface(name, list(base.addresses) + extra, mtu if mtu is not None else base.mtu, initrwnd=initrwnd)
 
 
 # -- V6ONLY and shared ports -------------------------------------------------------

@@ -19,14 +19,15 @@ WIDTH = 78
 
 
 def render(imported: Imported) -> str:
-    """The host file: header comments, ``[host]``, ``[sysctl]``, ``[[sockets]]``.
+    """The host file: header comments, ``[host]``, ``[sysctl]``, ``[[sockets]]``,
+    each table with its notes above it.
 
     Raises:
         ValueError: for a spec :func:`pktdemux.hostfile.host_to_dict` refuses.
     """
     doc = host_to_dict(imported.spec)
     parts = [_comments(imported.header)]
-    parts.append(tomli_w.dumps({"host": doc.get("host", {"addresses": []})}))
+    parts.append(_comments(imported.host_notes) + tomli_w.dumps({"host": doc.get("host", {"addresses": []})}))
     if "sysctl" in doc:
         parts.append(_comments(imported.sysctl_notes) + tomli_w.dumps({"sysctl": doc["sysctl"]}))
     notes = imported.socket_notes

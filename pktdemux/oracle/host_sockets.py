@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -214,6 +215,7 @@ class SocketTable:
             if own is not None:
                 own.close()
         entry.sock.setblocking(False)
+        entry.connection.update(rtt_info(entry.sock))
 
     def _handshake(self, index: int, local: str, lport: int, peer: str, pport: int) -> dict[str, Any]:
         src, dst = ipaddress.ip_address(peer).packed, ipaddress.ip_address(local).packed
@@ -365,6 +367,14 @@ class SocketTable:
             data, error = _drain(sock)
             report["data"], report["recv_error"] = data.hex(), error
         return report
+
+
+def rtt_info(sock: socket.socket) -> dict[str, int]:
+    """The connection's RTT estimate and RTO after its handshake (TCP_INFO:
+    tcpi_rtt, the smoothed RTT, and tcpi_rto, both in µs)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+    rto, rtt = struct.unpack_from("=I", info, 8)[0], struct.unpack_from("=I", info, 68)[0]
+    return {"rtt_us": rtt, "rto_us": rto}
 
 
 def tcp_table() -> list[dict[str, Any]]:

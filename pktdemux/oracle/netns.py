@@ -39,6 +39,8 @@ def _setup(scenario: Scenario) -> tuple[TunDevice, SocketTable]:
         # The scenario's own settings: a failure here is the scenario's fault.
         write_sysctls(host.sysctls)
         tun.configure(host.addresses, host.mtu)
+        if host.initrwnd:
+            tun.set_initrwnd(host.initrwnd)
     except SetupError as exc:
         raise OracleError("host setup failed", str(exc)) from None
     table = SocketTable(tun, host.addresses)
@@ -126,12 +128,18 @@ def _inject(tun: TunDevice, scenario: Scenario, table: SocketTable,
             limit = time.monotonic() + HANDSHAKE_WAIT
             if n + 1 < len(steps):
                 limit = min(limit, base + offsets[n + 1])
-            _complete_handshake(tun, packet, entry, limit, base)
+            flow = _complete_handshake(tun, packet, entry, limit, base)
+            if flow is not None:
+                flows.append(flow)
     read_until(time.monotonic() + scenario.settle)
     return packets, calls, base
 
 
-def _complete_handshake(tun: TunDevice, syn: bytes, entry: dict[str, Any], limit: float, base: float) -> None:
+def _complete_handshake(tun: TunDevice, syn: bytes, entry: dict[str, Any], limit: float,
+                        base: float) -> dict[str, Any] | None:
+    """Answer the SYN-ACK to ``syn`` with the final ACK; returns the
+    connection's flow and ISN (for later ``ack_from_isn`` injections), None
+    when no SYN-ACK came in time."""
     while time.monotonic() < limit:
         for at, packet in tun.read_until(min(limit, time.monotonic() + 0.002)):
             entry["replies"].append({"at": at - base, "hex": packet.hex()})
@@ -139,7 +147,12 @@ def _complete_handshake(tun: TunDevice, syn: bytes, entry: dict[str, Any], limit
             if ack is not None:
                 tun.write(ack)
                 entry["followup"] = ack.hex()
-                return
+                view = parse_tcp(packet)
+                if view is None:
+                    return None
+                return {"peer": str(ipaddress.ip_address(view.dst)), "pport": view.dport, "lport": view.sport,
+                        "local_isn": view.seq}
+    return None
 
 
 def _stamp(packets: list[tuple[float, bytes]], base: float) -> list[dict[str, Any]]:

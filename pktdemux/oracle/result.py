@@ -109,6 +109,9 @@ class ConnectionState:
         window: the window the SYN-ACK advertised (bytes, unscaled).
         mss: the MSS the peer's SYN offered.
         handshake: the SYN, the SYN-ACK and the final ACK, in order.
+        rtt_us: the RTT the kernel measured from the handshake (TCP_INFO
+            tcpi_rtt, µs: the SYN-ACK to the final ACK), 0 when unknown.
+        rto_us: its retransmission timeout then (tcpi_rto, µs), 0 when unknown.
     """
 
     index: int
@@ -123,6 +126,8 @@ class ConnectionState:
     window: int
     mss: int
     handshake: tuple[bytes, ...]
+    rtt_us: int = 0
+    rto_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,8 @@ class HostSetup:
         mtu: device MTU in bytes, or None for the default 1500.
         sysctls: sysctl name → value (int, or a sequence for multi-value ones).
         sockets: the sockets, created in this order.
+        initrwnd: the initrwnd metric set on every route out of the device
+            (``[host] initrwnd``), or None to leave the routes as made.
     """
 
     addresses: tuple[str, ...]
@@ -127,6 +129,7 @@ class HostSetup:
     mtu: int | None = None
     sysctls: Mapping[str, Any] = field(default_factory=dict)
     sockets: tuple[SocketSetup, ...] = ()
+    initrwnd: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the helper process's input)."""
@@ -136,6 +139,7 @@ class HostSetup:
             "mtu": self.mtu,
             "sysctls": {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in self.sysctls.items()},
             "sockets": [s.to_json() for s in self.sockets],
+            "initrwnd": self.initrwnd,
         }
 
     @classmethod
@@ -147,6 +151,7 @@ class HostSetup:
             mtu=data.get("mtu"),
             sysctls=dict(data.get("sysctls") or {}),
             sockets=tuple(SocketSetup(**s) for s in data.get("sockets") or ()),
+            initrwnd=data.get("initrwnd"),
         )
 
     @classmethod
@@ -168,6 +173,7 @@ class HostSetup:
             mtu=None if host.get("mtu") is None else int(host["mtu"]),
             sysctls=dict(data.get("sysctl") or {}),
             sockets=tuple(SocketSetup.from_mapping(s) for s in data.get("sockets") or ()),
+            initrwnd=int(host["initrwnd"]) if host.get("initrwnd") else None,
         )
 
     @classmethod
@@ -212,8 +218,9 @@ class Injection:
             right away, so that a listener gets an accept()able connection.
         ack_from_isn: the packet's TCP ACK number counts from the ISN of the
             host's ESTABLISHED connection of the same 4-tuple (set up by the
-            oracle); the oracle adds that ISN before injecting.  The result
-            shows the bytes really injected.
+            oracle, completed by an earlier ``complete_handshake`` injection
+            or started by a ``connect`` call); the oracle adds that ISN
+            before injecting.  The result shows the bytes really injected.
         quote_from_isn: the packet is an ICMP/ICMPv6 error quoting a TCP
             segment of the host: the quoted sequence number counts from the
             ISN of that connection (an ESTABLISHED one, or one a ``connect``

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import json
 import os
 import select
 import socket
@@ -62,7 +63,7 @@ def write_sysctls(values: Mapping[str, object]) -> None:
 
 
 def _ip(*args: str) -> None:
-    proc = subprocess.run(("ip", *args), capture_output=True, text=True)
+    proc = subprocess.run(("ip", *args), check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SetupError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
 
@@ -118,6 +119,28 @@ class TunDevice:
         self._lo = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_ALL))
         self._lo.bind(("lo", 0))
         self._lo.setblocking(False)
+
+    def set_initrwnd(self, initrwnd: int) -> None:
+        """Give every route out of the device (the on-link prefixes and the
+        default routes of both families) the initrwnd metric:
+        ``ip route change DST dev DEV ... initrwnd N``, keeping each route's
+        protocol, scope, source and metric.
+
+        Raises:
+            SetupError: an ``ip`` command failed.
+        """
+        for family in ("-4", "-6"):
+            proc = subprocess.run(("ip", "-j", family, "route", "show", "dev", self.name),
+                                  check=False, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SetupError(f"ip -j {family} route show dev {self.name}: {proc.stderr.strip()}")
+            for route in json.loads(proc.stdout or "[]"):
+                args = [family, "route", "change", route["dst"], "dev", self.name]
+                for key, word in (("protocol", "proto"), ("scope", "scope"), ("prefsrc", "src"),
+                                  ("metric", "metric")):
+                    if key in route:
+                        args += [word, str(route[key])]
+                _ip(*args, "initrwnd", str(initrwnd))
 
     def write(self, packet: bytes) -> None:
         """Inject one IP packet."""
