@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import tcp_rtx
+from . import tcp_delack, tcp_rtx
 from .explain import peek
 from .sockets import Proto, Socket
 from .tcp_options import timestamp_option
@@ -99,6 +99,8 @@ def tcp_data(kernel: Kernel, sock: Socket, data: bytes) -> bytes:
     src, dst = _plain(sock.local_addr), _plain(sock.remote_addr)
     segment = tcp_segment_bytes(src, dst, sock.local_port, sock.remote_port, tcb.snd_nxt, tcb.rcv_nxt,
                                 PSH_ACK, window, options, data)
+    tcp_delack.data_sent(kernel, tcb)  # tcp_event_data_sent: an answer within ato makes it interactive
+    tcp_delack.ack_sent(tcb)  # tcp_event_ack_sent: a pending delayed ACK rides on the data
     tcp_rtx.data_sent(kernel, tcb, tcb.snd_nxt, (tcb.snd_nxt + len(data)) & 0xFFFFFFFF)  # for its ACK's RTT sample
     tcb.snd_nxt = (tcb.snd_nxt + len(data)) & 0xFFFFFFFF
     if len(src) == 4:

@@ -56,6 +56,7 @@ _INTEGERS = {
     "tcp_rto_min_us": "net.ipv4.tcp_rto_min_us",
     "tcp_rto_max_ms": "net.ipv4.tcp_rto_max_ms",
     "tcp_early_retrans": "net.ipv4.tcp_early_retrans",
+    "tcp_pingpong_thresh": "net.ipv4.tcp_pingpong_thresh",
 }
 _TUPLES = {
     "tcp_rmem": "net.ipv4.tcp_rmem",
@@ -112,6 +113,7 @@ class IpSysctls:
     tcp_rto_min_us: int
     tcp_rto_max_ms: int
     tcp_early_retrans: int
+    tcp_pingpong_thresh: int
     tcp_rmem: tuple[int, ...]
 
     def __init__(self, sysctls: Sysctls) -> None:

@@ -66,6 +66,8 @@ DEFAULTS: Mapping[str, Value] = MappingProxyType({
     "net.ipv4.tcp_rto_min_us": 200000,
     "net.ipv4.tcp_rto_max_ms": 120000,
     "net.ipv4.tcp_early_retrans": 3,
+    # delayed ACKs (pktdemux.tcp_delack): replies within ato that make a connection interactive
+    "net.ipv4.tcp_pingpong_thresh": 1,
     "net.ipv4.ipfrag_time": 30,
     "net.ipv6.ip6frag_time": 60,
     "net.ipv4.ipfrag_high_thresh": 4194304,

@@ -6,15 +6,15 @@ tcp_fin; spec §3.6).
 Order: flags, sequence check (RFC 9293 §3.10.7.4, tcp_sequence), RST
 (RFC 5961 §3.2), SYN (RFC 5961 §4.2), ACK (RFC 5961 §5.2), data, FIN.
 Replies come from the full socket: seq = SND.NXT, ack = RCV.NXT, DF, the
-socket's IPv4 ID counter.  Delayed ACKs are not modelled: in-order data and
-FINs are ACKed at once, as Linux does in quick-ACK mode.
+socket's IPv4 ID counter.  In-order data and FINs are ACKed at once or
+after the delayed-ACK timer, as :mod:`pktdemux.tcp_delack` decides.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import tcp_rcvbuf, tcp_rtx
+from . import tcp_delack, tcp_rcvbuf, tcp_rtx
 from .dropreason import DropReason
 from .sockets import Socket, TcpState
 from .tcp_listen import initial_window
@@ -124,6 +124,8 @@ def _out_of_window(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment, reason:
         return tcp_drop(reason, HANDLER, "RST outside the window: ignored")
     if seg.flags & SYN:
         return _challenge(kernel, tcb, seg, DropReason.TCP_INVALID_SYN, "SYN outside the window")
+    if seg.seq != seg.end_seq and seq_before(seg.seq, tcb.rcv_nxt):
+        tcp_delack.enter_quickack_mode(tcb)  # tcp_send_dupack: a retransmission, our ACK was lost
     replies = () if oow_rate_limited(kernel, tcb, seg) else (socket_segment(kernel, seg, tcb),)
     note = "segment outside the receive window: duplicate ACK" if replies else \
         "segment outside the receive window: ACK suppressed (tcp_invalid_ratelimit)"
@@ -220,13 +222,15 @@ def _queue_data(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict
     if seg.seq == tcb.rcv_nxt or seq_before(seg.seq, tcb.rcv_nxt) and seq_after(seg.end_seq, tcb.rcv_nxt):
         return _in_order(kernel, sock, tcb, seg)
     if not seq_after(seg.end_seq, tcb.rcv_nxt):
+        tcp_delack.enter_quickack_mode(tcb)  # tcp_data_queue: out_of_window, an ACK scheduled
         return tcp_drop(DropReason.TCP_OLD_DATA, HANDLER, "data already received: duplicate ACK",
                         (socket_segment(kernel, seg, tcb),))
     if not seq_before(seg.seq, (tcb.rcv_nxt + tcb.receive_window()) & MOD32):
+        tcp_delack.enter_quickack_mode(tcb)  # tcp_data_queue: out_of_window, an ACK scheduled
         return tcp_drop(DropReason.TCP_OVERWINDOW, HANDLER, "data beyond the window: duplicate ACK",
                         (socket_segment(kernel, seg, tcb),))
     tcb.ofo.append((seg.seq, seg.end_seq, bool(seg.flags & FIN)))
-    tcp_rcvbuf.ofo_held(kernel, tcb, seg)
+    tcp_delack.schedule_ack(kernel, tcb, quick=tcp_rcvbuf.ofo_held(kernel, tcb, seg))  # tcp_data_queue_ofo
     _count(sock, seg, seg.payload)
     return tcp_deliver(sock, HANDLER, "out-of-order data held: duplicate ACK", (socket_segment(kernel, seg, tcb),))
 
@@ -234,20 +238,36 @@ def _queue_data(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict
 def _in_order(kernel: Kernel, sock: Socket, tcb: Tcb, seg: Segment) -> Verdict:
     skip = (tcb.rcv_nxt - seg.seq) & MOD32
     data = seg.payload[skip:] if seg.payload_len else b""
-    tcp_rcvbuf.buffer(kernel, tcb)  # set up (copied_seq = RCV.NXT) before RCV.NXT moves past this data
+    # set up (copied_seq = RCV.NXT) before RCV.NXT moves past this data
+    rcv_mss = tcp_rcvbuf.buffer(kernel, tcb).rcv_mss
     tcb.rcv_nxt = seg.end_seq
     _count(sock, seg, data)
-    tcp_rcvbuf.data_queued(kernel, tcb, seg, coalesce=not skip)
+    grew = tcp_rcvbuf.data_queued(kernel, tcb, seg, coalesce=not skip)
+    if seg.payload_len:
+        tcp_delack.data_recv(kernel, tcb, seg, rcv_mss, grew)
+    had_ofo = bool(tcb.ofo)
     fin = bool(seg.flags & FIN) or _drain_ofo(tcb)
     note = f"{len(data)} bytes delivered" if data else ""
+    replies: tuple[bytes, ...] = ()
     if fin:
+        state = sock.state
         note = (note + "; " if note else "") + _peer_fin(kernel, sock, tcb)
-    replies = (socket_segment(kernel, seg, tcb),)
+        # tcp_fin: the ACK scheduled; ESTABLISHED enters pingpong mode (a
+        # delayed ACK), FIN_WAIT1 and FIN_WAIT2 ACK at once
+        tcp_delack.schedule_ack(kernel, tcb, pingpong=state is TcpState.ESTABLISHED)
+        if state in (TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
+            replies = (socket_segment(kernel, seg, tcb),)
+    if had_ofo and not tcb.ofo:
+        tcp_delack.schedule_ack(kernel, tcb, now=True)  # RFC 5681 4.2: the gap is filled, ACK at once
+    if not replies:
+        replies = tcp_delack.ack_snd_check(kernel, sock, tcb)
     if sock.state is TcpState.TIME_WAIT:
         enter_timewait(kernel, sock, tcb, TcpState.TIME_WAIT)
     elif kernel.autoread:
         replies += app_reads(kernel, sock)
-    return tcp_deliver(sock, HANDLER, note + ": ACK", replies)
+    if replies:
+        return tcp_deliver(sock, HANDLER, note + ": ACK", replies)
+    return tcp_deliver(sock, HANDLER, note + ": ACK delayed (tcp_send_delayed_ack)", replies)
 
 
 def app_reads(kernel: Kernel, sock: Socket) -> tuple[bytes, ...]:
@@ -255,7 +275,13 @@ def app_reads(kernel: Kernel, sock: Socket) -> tuple[bytes, ...]:
     window update tcp_cleanup_rbuf sends when the read opened the window
     wide (:func:`pktdemux.tcp_rcvbuf.app_reads`), else nothing."""
     tcb = sock.tcb
-    if not isinstance(tcb, Tcb) or not tcp_rcvbuf.app_reads(kernel, tcb, sock.state in _RCV_SHUTDOWN_STATES):
+    if not isinstance(tcb, Tcb):
+        return ()
+    buf = tcb.rcvbuf
+    copied = (buf.queue[-1][0] - buf.copied_seq) & MOD32 if buf is not None and buf.queue else 0
+    update = tcp_rcvbuf.app_reads(kernel, tcb, sock.state in _RCV_SHUTDOWN_STATES)
+    # tcp_cleanup_rbuf: a scheduled (delayed) ACK may go now, else the window update
+    if not (copied and tcp_delack.time_to_ack(kernel, tcb, copied)) and not update:
         return ()
     return (socket_segment(kernel, RequestOrigin(sock), tcb),)  # type: ignore[arg-type]
 

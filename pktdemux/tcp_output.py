@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from . import tcp_delack
 from .packet import IpPacket, RouteType
 from .sockets import V4_MAPPED_PREFIX, Socket
 from .tcp_options import synack_options, timestamp_option
@@ -284,6 +285,8 @@ def socket_segment(kernel: Kernel, seg: Segment, tcb: Tcb, flags: int = ACK) -> 
     window from :func:`select_window`.
     """
     window = select_window(kernel, tcb)
+    if tcb.delack is not None and flags & ACK:
+        tcp_delack.ack_sent(tcb)  # tcp_event_ack_sent: a scheduled (delayed) ACK goes with this one
     options = timestamp_option(tsval(kernel, tcb), tcb.ts_recent) if tcb.ts_ok else b""
     ip_id = tcb.ip_id
     tcb.ip_id = (ip_id + 1) & 0xFFFF

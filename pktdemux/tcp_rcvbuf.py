@@ -194,7 +194,7 @@ def _skb(kernel: Kernel, ip_len: int, device: str) -> tuple[int, int]:
     return RX_PROFILES[profile](ip_len)
 
 
-def data_queued(kernel: Kernel, tcb: Tcb, seg: Segment, *, coalesce: bool = True) -> None:
+def data_queued(kernel: Kernel, tcb: Tcb, seg: Segment, *, coalesce: bool = True) -> bool:
     """``seg``, in order, joined the receive queue (RCV.NXT already at its
     end): charge its memory (tcp_queue_rcv; a segment that began before
     RCV.NXT is never coalesced), then tcp_event_data_recv when it carries
@@ -216,22 +216,24 @@ def data_queued(kernel: Kernel, tcb: Tcb, seg: Segment, *, coalesce: bool = True
         _measure_rcv_mss(tcb, buf, length, truesize)
         _rtt_measure(tcb, buf)
         if length >= GROW_MIN_LEN:
-            grow_window(kernel, buf, length, truesize)
+            return grow_window(kernel, buf, length, truesize)
+    return False
 
 
-def ofo_held(kernel: Kernel, tcb: Tcb, seg: Segment) -> None:
+def ofo_held(kernel: Kernel, tcb: Tcb, seg: Segment) -> bool:
     """``seg`` is held out of order (tcp_data_queue_ofo): charged its
     truesize; with SACK it may grow rcv_ssthresh (no truesize adjustment).
     Overlaps and coalescing within the out-of-order queue are not modelled."""
     buf = buffer(kernel, tcb)
     buf.mstamp = _usec(kernel)
     if seg.seq in buf.ofo:
-        return
+        return False
     truesize, tailroom = _skb(kernel, len(seg.pkt.raw), seg.pkt.device)
     buf.ofo[seg.seq] = [seg.end_seq, truesize, tailroom, seg.payload_len]
     buf.rmem_alloc += truesize
     if tcb.sack_ok:
-        grow_window(kernel, buf, seg.payload_len, truesize)
+        return grow_window(kernel, buf, seg.payload_len, truesize)
+    return False
 
 
 def ofo_drained(tcb: Tcb, seq: int, useful: bool) -> None:
@@ -282,11 +284,13 @@ def set_window_clamp(buf: RcvBuffer, val: int, rcv_wnd: int) -> None:
         buf.rcv_ssthresh = max(min(rcv_wnd, new), buf.rcv_ssthresh)
 
 
-def grow_window(kernel: Kernel, buf: RcvBuffer, length: int, truesize: int) -> None:
-    """tcp_grow_window (check #2 and __tcp_grow_window; no memory pressure)."""
+def grow_window(kernel: Kernel, buf: RcvBuffer, length: int, truesize: int) -> bool:
+    """tcp_grow_window (check #2 and __tcp_grow_window; no memory pressure).
+    True when rcv_ssthresh grew: the kernel then asks for a quick ACK
+    (icsk_ack.quick |= 1, :mod:`pktdemux.tcp_delack`)."""
     room = min(buf.window_clamp, buf.tcp_space()) - buf.rcv_ssthresh
     if room <= 0:
-        return
+        return False
     ratio = buf.scaling_ratio
     if win_from_space(ratio, truesize) <= length:
         incr = 2 * buf.advmss
@@ -302,6 +306,7 @@ def grow_window(kernel: Kernel, buf: RcvBuffer, length: int, truesize: int) -> N
             window >>= 1
     if incr:
         buf.rcv_ssthresh += min(room, max(incr, 2 * length))
+    return bool(incr)
 
 
 def _rtt_measure(tcb: Tcb, buf: RcvBuffer) -> None:

@@ -67,6 +67,8 @@ class Tcb:
             connection's FIN (:mod:`pktdemux.tcp_rtx`), or None.
         rtt: the RTT estimate, RTO and retransmission state
             (:class:`pktdemux.tcp_rtx.Rtt`), None until first needed.
+        delack: when received data is ACKed (quick ACKs, the delayed-ACK
+            timer: :class:`pktdemux.tcp_delack.DelAck`), None until first needed.
     """
 
     iss: int = 0
@@ -104,6 +106,7 @@ class Tcb:
     rtx_timer: Any = field(default=None, compare=False, repr=False)
     rtt: Any = field(default=None, compare=False, repr=False)
     rcvbuf: Any = field(default=None, compare=False, repr=False)
+    delack: Any = field(default=None, compare=False, repr=False)
 
     def receive_window(self) -> int:
         """Bytes the peer may still send beyond RCV.NXT (tcp_receive_window)."""

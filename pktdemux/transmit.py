@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from . import tcp_rtx
+from . import tcp_delack, tcp_rtx
 from .matching import first_difference, tsval_offset
 from .sockets import V4_ANY, V6_ANY, Proto, Socket, TcpState
 from .tcp_output import ms_clock, select_window
@@ -266,6 +266,10 @@ def _follow(kernel: Kernel, packet: bytes, out: _Out, sock: Socket, seq: int, ac
     ts = _tsval(packet, out)
     if ts is not None and tcb.ts_ok:
         tcb.ts_offset = (ts - ms_clock(kernel)) & MOD32
+    if tcb.synced and flags & ACK and ack == tcb.rcv_nxt:
+        if payload_len:
+            tcp_delack.data_sent(kernel, tcb)  # tcp_event_data_sent: a reply within ato: pingpong
+        tcp_delack.ack_sent(tcb)  # tcp_event_ack_sent: the host ACKed, a pending delayed ACK goes with it
     if payload_len or flags & FIN:
         _accepted(sock)
         if tcb.synced:  # the host's kernel chose this segment's window: RCV.WUP and the offer move (tcp_select_window)

@@ -12,11 +12,13 @@ taken back, the window rounded to rcv_mss without window scaling and up
 to the scale unit with it, and a window update when a read frees half
 the clamp (tcp_cleanup_rbuf).
 
-The connections take turns, each sending every 0.12 s: after its first 16
-segments Linux delays its ACKs (~40 ms, delayed ACKs are not modelled), so
-every ACK is paired with the emulation's by content within
-:data:`SLACK`, per connection over the whole timeline.  A connection reads
-just before its next segment, after its ACK has gone.
+The connections take turns, each sending every 0.12 s: Linux ACKs at once
+for the first 16 segments and while a segment grows rcv_ssthresh
+(tcp_grow_window's quick |= 1), then ~40 ms late from the delayed-ACK
+timer (pktdemux.tcp_delack models both), so every ACK is paired with the
+emulation's by content within :data:`SLACK`, per connection over the whole
+timeline.  A connection reads just before its next segment, after its ACK
+has gone.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from lifecycle_support import (
 from tcp_helpers import segment, tcp_header
 
 LOCAL4, LOCAL6, PEER4, PEER6 = "10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2"
-#: The delayed ACK comes up to ~50 ms after the segment it acknowledges.
-SLACK = 0.07
+#: Linux's delayed-ACK timer fires on a 4 ms jiffy (HZ=250), the emulation's
+#: exactly ato (40 ms) after the segment; the oracle stamps what it reads late.
+SLACK = 0.015
 #: Between two steps; six connections take turns, so each sends every 0.12 s.
 TURN = 0.02
 SEGMENTS = 36

@@ -384,7 +384,10 @@ FIGURES = [
     ("dns_ptr_icmp_echo.pcap", 4, 4),
     ("sll2_icmp_v4v6.pcap", 2, 2),
     ("pcapng_eth_sll_mysql.pcapng", 43, 4),
-    ("localhost_v6_refused_http.pcap", 27, 26),
+    # 17 of its ACKs are sent at once by the capture's kernel (5.1 to 6.0:
+    # loopback exchanges within one jiffy never enter pingpong mode there),
+    # where 6.18 delays them into the answer (pktdemux.tcp_delack)
+    ("localhost_v6_refused_http.pcap", 27, 10),
     ("http_ns_be.pcap", 5, 4),
     ("smtp_ipv6_tcp.pcap", 6, 6),
     ("vlan0_http.pcap", 2, 2),       # initrwnd 10: the SYN-ACK and the ACK after the request

@@ -236,7 +236,7 @@ def test_localhost_v6_refused_http() -> None:
     replies (the RST and the SYN-ACK with window scale 7) are reproduced."""
     results, totals = replay_capture("localhost_v6_refused_http.pcap")
     p = by_n(results)
-    assert all(r.direction == "out" and r.looped for r in results)
+    assert all(r.direction == "out" and r.looped for r in results if r.direction != "timer")
     assert p[1].reason is DropReason.NO_SOCKET and tcp_flags(only_reply(p[1])) == "RA"
     assert p[2].matched is True
     assert p[3].verdict.delivered and p[3].socket_names == ["http"]
@@ -412,7 +412,7 @@ def test_late_dns_answer_in_replay(capture: str, answered: int | None, late: int
         assert p[answered].verdict.delivered and p[answered].socket_names == ["resolver"]
     assert p[late].reason is DropReason.NO_SOCKET and len(p[late].replies) == 1
     assert p[error].direction == "out" and p[error].matched is matched
-    assert [r.note for r in results if r.direction == "timer"] == ["close"]
+    assert [r.note for r in results if r.direction == "timer" and r.note != "tcp_delack_timer"] == ["close"]
 
 
 def test_v6_traceroute_late_dns_answer_icmpv6() -> None:
@@ -501,8 +501,11 @@ def test_linux_host_rsts_and_synacks_matched(capture: str) -> None:
     # TIME_WAIT (tw_rcv_wnd): 12 << 9, not one unit less for the FIN
     ("pop3_refused_retries.pcap", [24, 42, 54, 73, 125], []),
     # window scale 7 on lo: the free space 65483 is rounded up to 65536
-    # (512); after unread data the right edge stays (511); packet 47 came
-    # after the server read the request (512), which a replay cannot know
+    # (512); after unread data the right edge stays (511).  The capture's
+    # kernel ACKs every request at once; its host file keeps 6.18 out of
+    # pingpong mode (tcp_pingpong_thresh 255) so the ACKs do not ride on the
+    # answers.  Packet 47 came after the server read the request, which a
+    # replay cannot know.
     ("localhost_v6_refused_http.pcap", [5, 7, 11, 17, 19, 29, 53], [47]),
     # packet 9: the window grew past tcp_rmem[1] / 2 after a full-sized
     # segment (the receive buffer's scaling ratio), which is not modelled

@@ -20,7 +20,7 @@ TYPED = 'host.receive(IP(src="10.0.0.2", dst="10.0.0.1")/TCP(dport=81, flags="S"
 EXPECTED = "dropped: NO_SOCKET — nothing listens on tcp 10.0.0.1:81; the kernel answers with a RST"
 ROOT = Path(__file__).resolve().parent.parent
 #: seconds to wait for the console to answer
-PATIENCE = 20.0
+PATIENCE = 60.0
 
 
 def test_namespace_has_host_and_scapy_layers() -> None:
@@ -45,6 +45,12 @@ def test_examples_in_the_banner_run() -> None:
     assert names["web"].state.value == "LISTEN"
 
 
+def tmux(session: str) -> list[str]:
+    """tmux on a server of the session's own (``-L``): a test never races
+    another test's server shutting down after its last session is killed."""
+    return ["tmux", "-L", session]
+
+
 #: console -> (extra arguments of ``pktdemux shell``, its first prompt as the pane shows it)
 CONSOLES = {"plain": (["--plain"], ">>>"), "ipython": ([], "In [1]:")}
 
@@ -58,22 +64,22 @@ def tmux_session(request: pytest.FixtureRequest) -> Iterator[str]:
         require_module("IPython")
     args, prompt = CONSOLES[request.param]
     name = f"pktdemux-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "220", "-y", "50", "-c", str(ROOT),
+    subprocess.run([*tmux(name), "new-session", "-d", "-s", name, "-x", "220", "-y", "50", "-c", str(ROOT),
                     sys.executable, "-m", "pktdemux", "shell", *args], check=True)
     try:
         wait_for(name, prompt)
         yield name
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], check=False, capture_output=True)
+        subprocess.run([*tmux(name), "kill-server"], check=False, capture_output=True)
 
 
 def type_line(session: str, line: str) -> None:
-    subprocess.run(["tmux", "send-keys", "-t", session, "-l", line], check=True)
-    subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+    subprocess.run([*tmux(session), "send-keys", "-t", session, "-l", line], check=True)
+    subprocess.run([*tmux(session), "send-keys", "-t", session, "Enter"], check=True)
 
 
 def screen(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+    return subprocess.run([*tmux(session), "capture-pane", "-p", "-t", session], capture_output=True, text=True,
                           check=True).stdout
 
 

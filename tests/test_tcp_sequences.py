@@ -181,10 +181,14 @@ def test_out_of_order_data_is_held_then_delivered() -> None:
     assert tcp_header(filled.replies[0])[3] == 711 and child.tcb.rcv_nxt == 711
 
 
-def test_fin_moves_to_close_wait_with_an_ack() -> None:
+def test_fin_moves_to_close_wait_with_a_delayed_ack() -> None:
+    """tcp_fin in ESTABLISHED enters pingpong mode: the ACK comes from the
+    delayed-ACK timer (at once here: no data yet, ato is still 0)."""
     kernel, peer, isn, child = established()
     verdict = peer.send("FA", 701, isn + 1)
-    assert child.state is TcpState.CLOSE_WAIT and tcp_header(verdict.replies[0])[2:5] == (isn + 1, 702, ACK)
+    assert child.state is TcpState.CLOSE_WAIT and verdict.replies == ()
+    (ack,) = kernel.advance(kernel.now + 0.1)
+    assert tcp_header(ack)[2:5] == (isn + 1, 702, ACK)
 
 
 def pending_request():  # type: ignore[no-untyped-def]
