@@ -195,6 +195,44 @@ def test_synack_tos(syn_tos: int, tos: int, reflect, caveat: bool) -> None:  # t
     assert ("TOS their SYN did not carry" in text(imported)) is caveat
 
 
+def exchange(steps) -> list[Rec]:  # type: ignore[no-untyped-def]
+    """A handshake with the server 198.51.100.1:80, then ``steps``: (ms after
+    the previous packet, "c" client data / "s" server data / "a" server pure
+    ACK, payload bytes), with sequence numbers that follow."""
+    records = capture(*handshake("198.51.100.1", 80))
+    seq = {"c": 1001, "s": 5001}
+    t = records[-1].time
+    for n, (ms, who, size) in enumerate(steps, len(records) + 1):
+        t += ms / 1000
+        if who == "c":
+            pkt = IP(src=CLIENT, dst="198.51.100.1") / TCP(sport=40000, dport=80, flags="PA", seq=seq["c"],
+                                                          ack=seq["s"]) / (b"q" * size)
+            seq["c"] += size
+        else:
+            pkt = IP(src="198.51.100.1", dst=CLIENT, flags="DF") / TCP(
+                sport=80, dport=40000, flags="PA" if size else "A", seq=seq["s"], ack=seq["c"]) / (b"r" * size)
+            seq["s"] += size
+        ether = Ether(src=CLIENT_MAC, dst="02:00:00:00:00:01")
+        records.append(Rec(n, 1, bytes(ether / pkt), t))
+    return records
+
+
+@pytest.mark.parametrize("steps, thresh", [
+    # answered within 40 ms, then the next small request ACKed at once: not interactive
+    ([(0, "c", 50), (5, "s", 100), (100, "c", 50), (1, "a", 0)], 255),
+    # the same ACK 40 ms late: the delayed-ACK timer of a 6.18 host in pingpong mode
+    ([(0, "c", 50), (5, "s", 100), (100, "c", 50), (40, "a", 0)], None),
+    # no data answered within 40 ms before the quick ACK: quick-ACK credits explain it
+    ([(0, "c", 50), (60, "s", 100), (100, "c", 50), (1, "a", 0)], None),
+    # a quick ACK of a full-sized segment: ACKed at once in any mode
+    ([(0, "c", 50), (5, "s", 100), (100, "c", 1400), (1, "a", 0)], None),
+])
+def test_quick_acks_after_replies_raise_the_pingpong_threshold(steps, thresh) -> None:  # type: ignore[no-untyped-def]
+    imported = infer(exchange(steps), "198.51.100.1")
+    assert imported.spec.sysctl.get("net.ipv4.tcp_pingpong_thresh") == thresh
+    assert ("tcp_pingpong_thresh = 255: the host ACKed small segments at once" in text(imported)) is bool(thresh)
+
+
 NO_TS_OPTS = [("MSS", 1460), ("NOP", None), ("NOP", None), ("SAckOK", b""), ("NOP", None), ("WScale", 7)]
 
 
@@ -387,7 +425,7 @@ FIGURES = [
     # 17 of its ACKs are sent at once by the capture's kernel (5.1 to 6.0:
     # loopback exchanges within one jiffy never enter pingpong mode there),
     # where 6.18 delays them into the answer (pktdemux.tcp_delack)
-    ("localhost_v6_refused_http.pcap", 27, 10),
+    ("localhost_v6_refused_http.pcap", 27, 25),
     ("http_ns_be.pcap", 5, 4),
     ("smtp_ipv6_tcp.pcap", 6, 6),
     ("vlan0_http.pcap", 2, 2),       # initrwnd 10: the SYN-ACK and the ACK after the request

@@ -514,6 +514,25 @@ def _reply_kind(p: _Pkt) -> int:
 
 _Key = tuple[int, bytes, int]  # family, address, port
 
+#: seconds: the delayed-ACK timeout a reply must come within to count (TCP_ATO_MIN, 40 ms)
+_DELACK_TIMEOUT = 0.040
+#: seconds: an ACK this soon after the data was not left to the delayed-ACK timer
+_QUICK_ACK_WITHIN = 0.020
+#: bytes: data shorter than this (TCP_MSS_DEFAULT) is ACKed at once only outside pingpong mode
+_SMALL_SEGMENT = 536
+
+
+@dataclass
+class _Talk:
+    """One endpoint of a host's connection, for the delayed-ACK evidence."""
+
+    #: capture time of the last data it received, seconds
+    received: float | None = None
+    #: the last data it received is short, without FIN, and not answered yet
+    small_data: bool = False
+    #: data it sent within the delayed-ACK timeout of receiving data
+    replies: int = 0
+
 
 class _Collector:
     """Walks the host's packets once, keeping what each port revealed."""
@@ -554,6 +573,12 @@ class _Collector:
         self.icmp_tos: dict[int, list[int]] = defaultdict(list)
         #: connections in which the host sent something other than a RST: it had a socket
         self.host_spoke: set[tuple[bytes, int, bytes, int]] = set()
+        #: per host endpoint (its address and port, the peer's): the delayed-ACK
+        #: evidence of :meth:`_pingpong`
+        self.talk: dict[tuple[bytes, int, bytes, int], _Talk] = defaultdict(_Talk)
+        #: pure ACKs sent at once to small data after the endpoint had answered
+        #: data with data: the host was not in pingpong (interactive) mode
+        self.quick_after_reply: list[int] = []
 
     # one packet
     def add(self, p: _Pkt) -> None:
@@ -586,6 +611,7 @@ class _Collector:
             if src_local and not dst_local:
                 self.host_opened += 1
             return
+        self._pingpong(p, tup, flags, src_local, dst_local)
         if not src_local:
             return
         syn_seq = self.syns.get(rev)
@@ -800,7 +826,45 @@ class _Collector:
                 values["net.ipv4.tcp_rmem"] = rmem
             notes += rmem_notes
         self._tcp_options(values, notes)
+        if self.quick_after_reply:
+            values["net.ipv4.tcp_pingpong_thresh"] = 255
+            notes.append("net.ipv4.tcp_pingpong_thresh = 255: the host ACKed small segments at once after it had "
+                         f"answered data with data ({_Evidence(self.quick_after_reply).text()}), where 6.18 would "
+                         "be in pingpong mode and let the ACK ride on its answer; the highest threshold keeps it "
+                         "out of that mode.")
         return values, notes, mtu
+
+    def _pingpong(self, p: _Pkt, tup: tuple[bytes, int, bytes, int], flags: int, src_local: bool,
+                  dst_local: bool) -> None:
+        """Delayed-ACK evidence: does the host ACK small data at once after it
+        answered data with data?
+
+        On 6.18 an endpoint that sends data within the delayed-ACK timeout
+        (40 ms) of receiving data counts one reply (tcp_event_data_sent);
+        with net.ipv4.tcp_pingpong_thresh (1) replies it is interactive and
+        delays its ACKs of small segments, so that they ride on its answers
+        (__tcp_ack_snd_check).  A pure ACK of a segment shorter than 536
+        bytes sent within 20 ms of it, after such a reply, shows a host that
+        was not interactive: older kernels (5.1 to 6.0 needed a jiffy between
+        receiving and answering, which traffic over lo never has) or a
+        raised threshold.
+        """
+        if p.time is None:
+            return
+        payload = len(p.l4) - (p.l4[12] >> 4) * 4
+        sender, receiver = tup, (tup[2], tup[3], tup[0], tup[1])
+        if src_local:
+            talk = self.talk[sender]
+            if payload > 0 and talk.received is not None and p.time - talk.received < _DELACK_TIMEOUT:
+                talk.replies += 1
+            elif (payload == 0 and flags & (_SYN | _FIN | _RST) == 0 and talk.replies and talk.small_data
+                  and talk.received is not None and p.time - talk.received < _QUICK_ACK_WITHIN):
+                self.quick_after_reply.append(p.n)
+            talk.small_data = False  # whatever the endpoint sends carries the ACK
+        if dst_local and payload > 0:
+            talk = self.talk[receiver]
+            talk.received = p.time
+            talk.small_data = payload < _SMALL_SEGMENT and not flags & _FIN
 
     def _tcp_options(self, values: dict[str, object], notes: list[str]) -> None:
         """tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_ecn, tcp_reflect_tos from SYN-ACKs and their SYNs.
