@@ -224,6 +224,8 @@ def exchange(steps) -> list[Rec]:  # type: ignore[no-untyped-def]
     ([(0, "c", 50), (5, "s", 100), (100, "c", 50), (40, "a", 0)], None),
     # no data answered within 40 ms before the quick ACK: quick-ACK credits explain it
     ([(0, "c", 50), (60, "s", 100), (100, "c", 50), (1, "a", 0)], None),
+    # the delayed-ACK timer fired (ACK 40 ms late), which leaves pingpong mode: the next quick ACK is 6.18's
+    ([(0, "c", 50), (5, "s", 100), (100, "c", 50), (40, "a", 0), (1, "c", 50), (1, "a", 0)], None),
     # a quick ACK of a full-sized segment: ACKed at once in any mode
     ([(0, "c", 50), (5, "s", 100), (100, "c", 1400), (1, "a", 0)], None),
 ])

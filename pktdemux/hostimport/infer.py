@@ -518,6 +518,8 @@ _Key = tuple[int, bytes, int]  # family, address, port
 _DELACK_TIMEOUT = 0.040
 #: seconds: an ACK this soon after the data was not left to the delayed-ACK timer
 _QUICK_ACK_WITHIN = 0.020
+#: seconds: an ACK this late came from the delayed-ACK timer (36 to 40 ms at HZ=250)
+_TIMER_ACK_AFTER = 0.030
 #: bytes: data shorter than this (TCP_MSS_DEFAULT) is ACKed at once only outside pingpong mode
 _SMALL_SEGMENT = 536
 
@@ -847,7 +849,9 @@ class _Collector:
         bytes sent within 20 ms of it, after such a reply, shows a host that
         was not interactive: older kernels (5.1 to 6.0 needed a jiffy between
         receiving and answering, which traffic over lo never has) or a
-        raised threshold.
+        raised threshold.  An ACK the delayed-ACK timer sent (30 ms or more
+        after the data) ends the count: tcp_delack_timer_handler leaves
+        pingpong mode, so the next small segment is ACKed at once on 6.18 too.
         """
         if p.time is None:
             return
@@ -857,9 +861,12 @@ class _Collector:
             talk = self.talk[sender]
             if payload > 0 and talk.received is not None and p.time - talk.received < _DELACK_TIMEOUT:
                 talk.replies += 1
-            elif (payload == 0 and flags & (_SYN | _FIN | _RST) == 0 and talk.replies and talk.small_data
-                  and talk.received is not None and p.time - talk.received < _QUICK_ACK_WITHIN):
-                self.quick_after_reply.append(p.n)
+            elif payload == 0 and flags & (_SYN | _FIN | _RST) == 0 and talk.small_data and talk.received is not None:
+                waited = p.time - talk.received
+                if waited < _QUICK_ACK_WITHIN and talk.replies:
+                    self.quick_after_reply.append(p.n)
+                elif waited >= _TIMER_ACK_AFTER:
+                    talk.replies = 0  # the delayed-ACK timer fired: it leaves pingpong mode
             talk.small_data = False  # whatever the endpoint sends carries the ACK
         if dst_local and payload > 0:
             talk = self.talk[receiver]
