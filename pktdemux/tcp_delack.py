@@ -59,6 +59,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .tcp_rtx import HZ, TIMEOUT_INIT, usecs_to_jiffies
 from .tcp_segment import MOD32
 
 if TYPE_CHECKING:
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
     from .tcp_segment import Segment
     from .tcp_tcb import Tcb
 
-HZ = 250
 #: TCP_ATO_MIN, TCP_DELACK_MIN (HZ/25), TCP_DELACK_MAX (HZ/5), jiffies.
 ATO_MIN = HZ // 25
 DELACK_MIN = HZ // 25
@@ -129,8 +129,6 @@ def _jiffies(kernel: Kernel) -> int:
 
 
 def _rto(tcb: Tcb) -> int:
-    from .tcp_rtx import TIMEOUT_INIT
-
     return tcb.rtt.rto if tcb.rtt is not None else TIMEOUT_INIT
 
 
@@ -246,8 +244,6 @@ def send_delayed_ack(kernel: Kernel, sock: Socket, tcb: Tcb) -> tuple[bytes, ...
             max_ato = DELACK_MAX
         rtt = tcb.rtt
         if rtt is not None and rtt.srtt_us:
-            from .tcp_rtx import usecs_to_jiffies
-
             max_ato = min(max_ato, max(usecs_to_jiffies(rtt.srtt_us >> 3), DELACK_MIN))
         ato = min(ato, max_ato)
     ato = min(ato, DELACK_MAX)  # icsk_delack_max
